@@ -17,6 +17,13 @@ def test_foundation_cli(tmp_path):
     assert res['models']['teacher']['wga'] >= 0.9 and res['models']['erm_student']['wga'] <= 0.3
     d = res['decomposition']; assert d['omega'] + d['psi'] == pytest.approx(d['delta'])
     assert (out/'group_accuracy.png').stat().st_size > 1000 and not list(out.glob('*.tmp'))
+    # the README's results table is what this command produces (CPU runs are deterministic)
+    readme = (ROOT/'README.md').read_text()
+    for name, key in (('teacher', 'teacher'), ('ERM student', 'erm_student')):
+        m = res['models'][key]
+        row = f"| {name} | {m['wga']:.3f} | {m['mga']:.3f} | {m['train_weighted_acc']:.3f} | {m['acc']:.3f} |"
+        assert row in readme, f"README results row for {name} is stale; expected: {row}"
+    assert f"Δ = {d['delta']:.3f} nats, Ω = {d['omega']:.3f}, Ψ = {d['psi']:.3f}".replace('-', '−') in readme
 
 def test_foundation_cli_bad_input(tmp_path):
     r = subprocess.run(['configkd_foundation', '--out', str(tmp_path/'x'), '--seed', '-1'], capture_output=True, text=True)
