@@ -7,7 +7,7 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read(Path(__file__).parent/'settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+licenses = {'apache2': 'Apache-2.0'}   # SPDX expression (license classifiers are deprecated)
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 lic = licenses[cfg['license']]
 
@@ -19,10 +19,10 @@ long_description = (Path(__file__).parent/'README.md').read_text(encoding='utf-8
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], description=cfg['description'],
     long_description=long_description, long_description_content_type='text/markdown',
-    author=cfg['author'], author_email=cfg['author_email'], license=lic[0],
+    author=cfg['author'], author_email=cfg['author_email'], license=lic,
     keywords=cfg['keywords'].split(), url=cfg['git_url'],
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])], 'Intended Audience :: ' + cfg['audience'].title(),
-                 'License :: ' + lic[1], 'Natural Language :: ' + cfg['language'].title(),
+                 'Natural Language :: ' + cfg['language'].title(),
                  'Programming Language :: Python :: 3', 'Programming Language :: Python :: 3.11', 'Programming Language :: Python :: 3.12',
                  'Topic :: Scientific/Engineering :: Artificial Intelligence'],
     project_urls={'Source': cfg['git_url']},
