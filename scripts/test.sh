@@ -9,7 +9,8 @@ nb_total=$(find nbs -name '[0-9]*.ipynb' -o -name 'index.ipynb' | grep -v '/_' |
 echo "== warm the model cache (the notebooks would each train the same teacher in parallel otherwise)"
 python -c "from configkd.models import get_teacher, get_erm_student; get_teacher(progress=False); get_erm_student(progress=False)"
 echo "== nbdev_test ($nb_total notebooks)"
-nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --do_print --timing 2>&1 | tee "$log/nb.txt"
+# one torch thread per notebook worker: two workers with two threads each on two cores run ~several times slower
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --do_print --timing 2>&1 | tee "$log/nb.txt"
 nb_rc=${PIPESTATUS[0]}
 nb_failed=$(sed -n '/Tests Failed On The Following Notebooks/,$p' "$log/nb.txt" | grep -cE $'^\t.*\.ipynb$' || true)
 nb_failed=${nb_failed:-0}
