@@ -28,6 +28,6 @@ setuptools.setup(
     project_urls={'Source': cfg['git_url']},
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True, package_data={cfg['lib_path']: ['assets/**/*']},
-    install_requires=reqs('requirements'), extras_require={'dev': reqs('dev_requirements')},
+    install_requires=reqs('requirements'), extras_require={'dev': reqs('dev_requirements'), 'colab': reqs('colab_requirements')},
     python_requires='>=' + cfg['min_python'], zip_safe=False, entry_points=entry_points,
 )
