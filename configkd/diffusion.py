@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split
 from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba,
-                             cache_dir, config_key, cached_model, _atomic_dir, n_params)
+                             cache_dir, config_key, cached_model, _atomic_dir, n_params, atomic_torch_save)
 
 # %% auto #0
 __all__ = ['DIFFUSION_CACHE_VERSION', 'DiffusionConfig', 'make_unet', 'make_scheduler', 'to_unit', 'from_unit', 'diffusion_data',
@@ -85,14 +85,6 @@ def to_unit(x:torch.Tensor) -> torch.Tensor: return ((x + 1) / 2).clamp(0, 1)   
 def from_unit(x:torch.Tensor) -> torch.Tensor: return x * 2 - 1                 # image [0, 1] -> model space [-1, 1]
 
 # %% ../nbs/04_guided_diffusion.ipynb #5f520860
-def _atomic_torch_save(obj, path:Path):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
-    try: torch.save(obj, tmp); os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-
 def diffusion_data(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> GroupedImages:
     "The diffusion training set: the `pool` split of `data_cfg`, rendered `cfg.pool_renders` times."
     data_cfg = replace(data_cfg or DigitsConfig(), pool_renders=cfg.pool_renders, size=cfg.size)
@@ -153,7 +145,7 @@ def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=No
             bar.set_postfix(loss=f"{hist[-1]['loss']:.4f}")
         bar.update(1)
         if ckpt is not None and (step % ckpt_every == 0 or step == cfg.steps):
-            _atomic_torch_save({'cfg': asdict(cfg), 'model': model.state_dict(), 'ema': ema.state_dict(), 'opt': opt.state_dict(),
+            atomic_torch_save({'cfg': asdict(cfg), 'model': model.state_dict(), 'ema': ema.state_dict(), 'opt': opt.state_dict(),
                                 'lr': lr_s.state_dict(), 'gen': gen.get_state(), 'step': step, 'hist': hist}, ckpt)
             if on_ckpt is not None: on_ckpt(step, ema, hist)
     bar.close()

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images
 from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher,
-                             TrainConfig, n_params)
+                             TrainConfig, n_params, atomic_torch_save)
 from .errors import group_metrics, evaluate
 from .diffusion import (PixelDenoiser, GuideConfig, get_diffusion, config_round, reconstruct, image_seed,
                                 select_sources, background_attr, round_summary)
@@ -130,14 +130,6 @@ def cutmix(x:torch.Tensor, gen:torch.Generator) -> torch.Tensor:
 # %% ../nbs/05_distill.ipynb #5a23d6bc
 def _lr_at(cfg:DistillConfig, ep:int) -> float: return cfg.lr * 0.5 * (1 + math.cos(math.pi * ep / cfg.epochs))
 
-def _atomic_save(obj, path:Path):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
-    try: torch.save(obj, tmp); os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-
 def real_reconstructions(den, train:GroupedImages, seed:int=0, progress:bool=False, strength:float=0.8, steps:int=20) -> torch.Tensor:
     "Every training image passed once through unguided img2img (fix 1: the generator's style then predicts nothing)."
     seeds = [image_seed(seed, s, -1, salt=3) for s in train.src.tolist()]
@@ -191,7 +183,7 @@ class Distiller:
     def _save(self, st):
         if self.ckpt is None: return
         pool = st['pool']
-        _atomic_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
+        atomic_torch_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
                       'real': {k: getattr(st['real'], k) for k in ('images', 'y', 'a', 'cls', 'src')}, 'real_logits': st['real_logits'],
                       'pool': None if pool is None else {k: getattr(pool, k) for k in ('images', 'y', 'a', 'cls', 'src')},
                       'pool_logits': st['pool_logits'], 'history': st['history'], 'rounds': st['rounds'],

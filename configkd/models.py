@@ -19,8 +19,9 @@ from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'pick_device', 'seed_everything', 'Normalize', 'ConvNet', 'make_student', 'make_teacher', 'n_params',
-           'TrainConfig', 'fit', 'predict', 'predict_proba', 'group_accuracy', 'save_model', 'load_model', 'cache_dir',
-           'config_key', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student']
+           'TrainConfig', 'fit', 'predict', 'predict_proba', 'group_accuracy', 'atomic_torch_save', 'save_model',
+           'load_model', 'cache_dir', 'config_key', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student',
+           'get_erm_student']
 
 # %% ../nbs/01_models.ipynb #73ac7189
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -143,6 +144,15 @@ def _atomic_dir(path:Path, write:Callable[[Path], None]):
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
+
+def atomic_torch_save(obj, path):
+    "`torch.save` to a temporary file beside `path`, then rename: a crash never leaves a half-written file at `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
+    try: torch.save(obj, tmp); os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.remove(tmp)
+        raise
 
 def save_model(model:ConvNet, path, extra:dict|None=None):
     "Save `model` to the folder `path` (model.safetensors + config.json), atomically."
