@@ -314,7 +314,22 @@ def ddim_step(sched, eps:torch.Tensor, t:int, x_t:torch.Tensor):
     return abar_p ** 0.5 * x0 + (1 - abar_p) ** 0.5 * eps, x0
 
 # %% ../nbs/04_guided_diffusion.ipynb #0423e17a
-class PixelDenoiser:
+class _Denoiser:
+    "What both denoisers share: device, dtype, batch selection, and the classifier-free-guided noise prediction."
+    @property
+    def device(self): return next(self.unet.parameters()).device
+    @property
+    def dtype(self): return next(self.unet.parameters()).dtype
+    def take(self, cond, idx): return cond[idx]
+    def eps(self, z, t, cond, cfg_scale:float=1.0):
+        "Noise prediction `(B, C, H, W)` with classifier-free guidance `cfg_scale` (1: conditional only)."
+        tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
+        cond = self._prep(cond, z)
+        if cfg_scale == 1.0: return self._unet(z, tt, cond)
+        e_c, e_u = self._unet(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([cond, self.null_like(cond)])).chunk(2)
+        return e_u + cfg_scale * (e_c - e_u)
+
+class PixelDenoiser(_Denoiser):
     "A class-conditional pixel-space `UNet2DModel` (last class id = null) for the guided sampler."
     def __init__(self, unet, scheduler=None):
         self.unet = unet.eval().requires_grad_(False)
@@ -324,10 +339,6 @@ class PixelDenoiser:
         self.scheduler_config = (scheduler or make_scheduler(DiffusionConfig(timesteps=1000))).config
         self.shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
 
-    @property
-    def device(self): return next(self.unet.parameters()).device
-    @property
-    def dtype(self): return next(self.unet.parameters()).dtype
     def check_cond(self, cond, n:int) -> torch.Tensor:
         cond = torch.as_tensor(cond).long().reshape(-1)
         if len(cond) != n: raise ValueError(f"`cond` has {len(cond)} entries for {n} samples; give one class id per sample.")
@@ -336,18 +347,12 @@ class PixelDenoiser:
                              f"got [{cond.min().item()}, {cond.max().item()}].")
         return cond
     def null_like(self, cond): return torch.full_like(cond, self.null)
-    def take(self, cond, idx): return cond[idx]
-    def eps(self, z, t, cond, cfg_scale:float=1.0):
-        "Noise prediction `(B, C, H, W)` with classifier-free guidance `cfg_scale` (1: conditional only)."
-        tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
-        if cfg_scale == 1.0: return self.unet(z, tt, class_labels=cond.to(z.device)).sample
-        e = self.unet(torch.cat([z, z]), torch.cat([tt, tt]), class_labels=torch.cat([cond, self.null_like(cond)]).to(z.device)).sample
-        e_c, e_u = e.chunk(2)
-        return e_u + cfg_scale * (e_c - e_u)
+    def _prep(self, cond, z): return cond.to(z.device)
+    def _unet(self, z, tt, cond): return self.unet(z, tt, class_labels=cond).sample
     def decode(self, z): return to_unit(z)
     def encode(self, x): return from_unit(x)
 
-class LatentDenoiser:
+class LatentDenoiser(_Denoiser):
     "A `UNet2DConditionModel` + `AutoencoderKL` pair (Stable Diffusion style; conditions are prompt embeddings)."
     def __init__(self, unet, vae, null_embedding:torch.Tensor, # (1, L, D) embedding of the empty prompt
                  scheduler_config=None, scaling_factor:float|None=None):
@@ -356,23 +361,13 @@ class LatentDenoiser:
         self.sf = scaling_factor if scaling_factor is not None else vae.config.scaling_factor
         self.scheduler_config = scheduler_config or make_scheduler(DiffusionConfig()).config
         self.shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    @property
-    def device(self): return next(self.unet.parameters()).device
-    @property
-    def dtype(self): return next(self.unet.parameters()).dtype
     def check_cond(self, cond, n:int) -> torch.Tensor:
         if not isinstance(cond, torch.Tensor) or cond.ndim != 3 or len(cond) != n:
             raise ValueError(f"`cond` must be prompt embeddings (B={n}, L, D), got {getattr(cond, 'shape', type(cond))}.")
         return cond
     def null_like(self, cond): return self.null_emb.to(cond).expand(len(cond), *self.null_emb.shape[1:])
-    def take(self, cond, idx): return cond[idx]
-    def eps(self, z, t, cond, cfg_scale:float=1.0):
-        tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
-        cond = cond.to(z.device, z.dtype)
-        if cfg_scale == 1.0: return self.unet(z, tt, encoder_hidden_states=cond).sample
-        e = self.unet(torch.cat([z, z]), torch.cat([tt, tt]), encoder_hidden_states=torch.cat([cond, self.null_like(cond)])).sample
-        e_c, e_u = e.chunk(2)
-        return e_u + cfg_scale * (e_c - e_u)
+    def _prep(self, cond, z): return cond.to(z.device, z.dtype)
+    def _unet(self, z, tt, cond): return self.unet(z, tt, encoder_hidden_states=cond).sample
     def decode(self, z): return to_unit(self.vae.decode(z / self.sf).sample)
     def encode(self, x): return self.vae.encode(from_unit(x)).latent_dist.mean * self.sf
 
