@@ -4,10 +4,10 @@ import numpy as np, pandas as pd, pytest, torch
 import torch.nn.functional as F
 from configkd.data import GroupedImages, DigitsConfig, spurious_digits
 from configkd.models import make_student, predict
-from configkd.distill import kd_loss, DistillConfig, Distiller, oracle_augmenter, run_method
+from configkd.distill import kd_loss, DistillConfig, Distiller, oracle_augmenter, run_method, fingerprint, cached_run_method
 from configkd.tab import (kd_loss_per_sample, TabConfig, kd_fit, loss_histories, cluster_histories, pseudo_groups,
                           pseudo_group_names, purity, pseudo_group_quality, BalancedSampler, run_tab, results_table,
-                          distillation_set, fingerprint, cached_run_method)
+                          distillation_set)
 
 
 @pytest.fixture(autouse=True, scope='module')
