@@ -199,3 +199,21 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert len(ma) == 12 and ma.src.is_unique and list(ma.src) == list(mb.src)
     assert not list((tmp_path/'killed').glob('*.tmp'))
     for n in a.names(): torch.testing.assert_close(a.read(n)[0], b.read(n)[0], atol=1e-5, rtol=0)
+
+
+def test_shards_split_by_rank_merge_to_the_same_store(models, tmp_path):
+    "Rank r of w generates shards r, r + w, ...; the union equals a one-process store, and the merged manifest too."
+    den, t, s = models
+    ds = spurious_digits(splits=['train'])['train']
+    kw = dict(cfg=GuideConfig(steps=3, bs=2), run_seed=2, round=0, shard_size=2, progress=False)
+    one, two = GenStore(tmp_path/'one'), GenStore(tmp_path/'two')
+    generate_to_store(one, den, t, s, ds, torch.arange(6), **kw)
+    m = generate_to_store(two, den, t, s, ds, torch.arange(6), rank=1, world=2, **kw)
+    assert two.names() == ['r000-00001'] and len(m) == 2
+    generate_to_store(two, den, t, s, ds, torch.arange(6), rank=0, world=2, **kw)
+    assert [two.writer(n)['rank'] for n in two.names()] == [0, 1, 0] and one.writer('r000-00001')['world'] == 1
+    for n in one.names(): assert torch.equal(one.read(n)[0], two.read(n)[0])
+    one.write_manifest(); two.write_manifest()
+    assert (one.root/'manifest.csv').read_bytes() == (two.root/'manifest.csv').read_bytes()
+    with pytest.raises(ValueError, match='rank'): generate_to_store(two, den, t, s, ds, torch.arange(6), rank=2, world=2, **kw)
+    with pytest.raises(ValueError, match='shard_size'): generate_to_store(two, den, t, s, ds, torch.arange(6), **{**kw, 'shard_size': 0})
