@@ -150,3 +150,17 @@ def test_rerun_with_other_settings_is_refused(reference, tmp_path):
     with pytest.raises(ValueError, match='other settings'): generate_cli(out=str(out), quiet=True, **{**ARGS, 'scale': 0.5})
     with pytest.raises(SystemExit, match='start_from'): generate_cli(out=str(out), quiet=True, start_from='text', **ARGS)
     with pytest.raises(SystemExit, match='n_sources'): generate_cli(out=str(out), quiet=True, **{**ARGS, 'n_sources': -1})
+
+
+def test_student_from_a_saved_folder(tmp_path):
+    "`--student PATH`: sources are the ones this student is least sure of, and p_S is its probability."
+    from configkd.data import spurious_digits
+    from configkd.models import make_student, save_model, predict_proba
+    torch.manual_seed(5); s = make_student().eval(); save_model(s, tmp_path/'stu')
+    generate_cli(out=str(tmp_path/'g'), student=str(tmp_path/'stu'), quiet=True, n_sources=4, steps=3, shard_size=4, threads=1)
+    m = pd.read_csv(tmp_path/'g'/'manifest.csv')
+    train = spurious_digits(splits=['train'])['train']
+    p = predict_proba(s, train).gather(1, train.y[:, None])[:, 0]
+    assert m.idx.tolist() == p.argsort()[:4].tolist()
+    torch.testing.assert_close(torch.tensor(m.p_S_before.tolist()), p[m.idx.tolist()], atol=1e-6, rtol=0)
+    assert GenStore(tmp_path/'g').meta['student'] == str(tmp_path/'stu')
