@@ -4,6 +4,7 @@
 What tests/test_diffusion.py already covers for the latent sampler (output shape, a plain decode gradient, bad
 conditions) is not repeated here."""
 import copy, sys
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -156,3 +157,45 @@ def test_download_celeba_without_torchvision(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install torchvision') as e: download_celeba(tmp_path/'data')
     assert torch.__version__ in str(e.value) and 'CelebA' in str(e.value)
     assert not (tmp_path/'data').exists()
+
+
+def _tiny_tokenizer(max_len:int=8):
+    "A character-level CLIP tokenizer (26 letters, with and without the end-of-word mark; <bos> 62, <eos> 63)."
+    import json, tempfile
+    from transformers import CLIPTokenizer
+    vocab = {**{c: i for i, c in enumerate('abcdefghijklmnopqrstuvwxyz')}, **{c + '</w>': 26 + i for i, c in enumerate('abcdefghijklmnopqrstuvwxyz')},
+             '<|startoftext|>': 62, '<|endoftext|>': 63}
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d)/'vocab.json').write_text(json.dumps(vocab)); (Path(d)/'merges.txt').write_text('#version: 0.2\n')
+        return CLIPTokenizer(str(Path(d)/'vocab.json'), str(Path(d)/'merges.txt'), model_max_length=max_len)
+
+
+def test_from_pretrained_on_local_tiny_checkpoints(clip, tmp_path):
+    "The Colab loaders, run on tiny checkpoints saved in the Hub layout (a local folder instead of a download)."
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPImageProcessor
+    tok = _tiny_tokenizer()
+    # CLIP teacher: model, tokenizer and image processor in one folder, like openai/clip-vit-base-patch32
+    clip.save_pretrained(tmp_path/'clip'); tok.save_pretrained(tmp_path/'clip')
+    CLIPImageProcessor(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32}).save_pretrained(tmp_path/'clip')
+    t = CLIPTeacher.from_pretrained(str(tmp_path/'clip'), ['a dark person', 'a blond person'], device='cpu')
+    x = torch.rand(3, 3, 32, 32)
+    ids = tok(['a dark person', 'a blond person'], padding=True, return_tensors='pt')
+    with torch.no_grad():
+        torch.testing.assert_close(t(x), CLIPTeacher.zero_shot(clip, ids.input_ids, ids.attention_mask)(x))
+    assert _frozen(t)
+    # Stable Diffusion: unet/, vae/, text_encoder/, tokenizer/, scheduler/ subfolders
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      max_position_embeddings=8, bos_token_id=62, eos_token_id=63, pad_token_id=63))
+    lat = tiny_latent_denoiser(prompt_len=8, emb_dim=16)
+    lat.unet.save_pretrained(tmp_path/'sd'/'unet'); lat.vae.save_pretrained(tmp_path/'sd'/'vae')
+    te.save_pretrained(tmp_path/'sd'/'text_encoder'); tok.save_pretrained(tmp_path/'sd'/'tokenizer')
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path/'sd'/'scheduler')
+    for dtype, slicing in (('fp32', 'auto'), ('bf16', None)):
+        sd = LatentDenoiser.from_pretrained(str(tmp_path/'sd'), dtype=dtype, device='cpu', attention_slicing=slicing, vae_slicing=True)
+        assert sd.dtype == _as_dtype(dtype) and sd.vae.use_slicing and sd.null_emb.shape == (1, 8, 16)
+        cond = sd.embed(['a blond man', 'a dark man'])                                   # (2, 8, 16) through the tokenizer
+        assert cond.shape == (2, 8, 16) and not torch.equal(cond[0], cond[1])
+        torch.manual_seed(2); s = ConvNet(2).eval()
+        xg = guided_sample(sd, t, s, cond, [1, 2], [1, 0], GuideConfig(steps=3, t_min=0, cfg_scale=2.0), init=torch.rand(2, 3, 16, 16))
+        assert xg.shape == (2, 3, 16, 16) and xg.dtype == torch.float32 and 0 <= xg.min() and xg.max() <= 1
