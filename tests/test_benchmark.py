@@ -1,0 +1,89 @@
+"configkd.benchmark: the CLI end to end at the tiny preset (files, schema, resume), bad input, parallel workers."
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pandas as pd, pytest
+
+from configkd.benchmark import BENCH_METHODS, BenchConfig, run_benchmark, markdown_table, check_out
+
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+def bench(*args, cwd=None):
+    "The installed console script, as a user runs it."
+    exe = shutil.which('configkd_bench', path=str(Path(sys.executable).parent)) or shutil.which('configkd_bench')
+    assert exe, 'configkd_bench is not installed: pip install -e .'
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=1200)
+
+
+def test_cli_tiny_one_seed(tmp_path):
+    out = tmp_path/'bench'
+    r = bench('--preset', 'tiny', '--seeds', '0', '--out', str(out), '--workers', '1', '--quiet')
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = {p.name for p in out.iterdir()}
+    assert names == {'results.json', 'results.csv', 'table.md', 'group_accuracy.png', 'rounds.png', 'generated.png',
+                     'run_info.json', 'study.json', 'runs'}, names
+    rows = json.loads((out/'results.json').read_text())
+    assert [(x['method'], x['seed']) for x in rows] == [(m, 0) for m in BENCH_METHODS]
+    for x in rows:                                        # the schema of the issue: fractions, a group -> accuracy map
+        assert {'method', 'seed', 'wga', 'mga', 'acc', 'group_acc'} <= set(x)
+        assert isinstance(x['seed'], int) and len(x['group_acc']) == 4
+        assert all(0 <= v <= 1 for v in [x['wga'], x['mga'], x['acc'], *x['group_acc'].values()])
+        assert x['wga'] == pytest.approx(min(x['group_acc'].values()))
+        assert x['mga'] == pytest.approx(sum(x['group_acc'].values()) / 4)
+    csv = pd.read_csv(out/'results.csv')
+    assert list(csv.columns[:5]) == ['method', 'seed', 'wga', 'mga', 'acc'] and len(csv) == len(BENCH_METHODS)
+    table = (out/'table.md').read_text()
+    assert table.strip() == markdown_table(rows) and table.strip() in r.stdout   # printed at the end, too
+    assert 'wall time' in r.stdout
+    assert not list(out.rglob('*.tmp'))
+    by = {x['method']: x for x in rows}
+    assert by['teacher']['wga'] > 0.9 and by['erm']['wga'] < 0.2          # the robust teacher, the shortcut student
+    assert 'generation' in by['kd_config'] and 'tab' in by['kd_config_tab']
+    # a rerun with the same --out skips every finished run and gives the same results
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out/'runs').iterdir()}
+    r2 = bench('--preset', 'tiny', '--seeds', '0', '--out', str(out), '--workers', '1', '--quiet')
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert 'resuming' in r2.stdout and json.loads((out/'run_info.json').read_text())['runs_this_call'] == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out/'runs').iterdir()} == stamp
+    assert json.loads((out/'results.json').read_text()) == rows
+    # another preset into the same folder is refused, and changes nothing
+    r3 = bench('--preset', 'default', '--seeds', '0', '--out', str(out), '--quiet')
+    assert r3.returncode == 2 and 'another study' in r3.stderr
+    assert json.loads((out/'results.json').read_text()) == rows
+
+
+@pytest.mark.parametrize('args, msg', [
+    (['--methods', 'kd,kd_magic'], "unknown method(s) ['kd_magic']"),
+    (['--preset', 'huge'], 'unknown `preset`'),
+    (['--seeds', '0,-1'], '`seeds` must be >= 0'),
+    (['--seeds', 'one'], 'comma-separated list of ints'),
+    (['--seeds', '0,0'], 'duplicates'),
+    (['--workers', '-1'], '`workers` must be >= 0'),
+    (['--task', 'odd'], '`task`'),
+    (['--minority_frac', '1.5'], '`minority_frac`'),
+])
+def test_cli_bad_input(tmp_path, args, msg):
+    out = tmp_path/'bench'
+    r = bench('--out', str(out), '--quiet', *args)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert msg in r.stderr and 'configkd_bench: error:' in r.stderr
+    assert not out.exists()                                # nothing written
+
+
+def test_cli_out_not_writable(tmp_path):
+    f = tmp_path/'a_file'; f.write_text('x')
+    for out, msg in [(f, 'is a file'), (f/'sub', 'not writable')]:
+        r = bench('--out', str(out), '--methods', 'teacher', '--seeds', '0', '--quiet')
+        assert r.returncode == 2 and msg in r.stderr, r.stderr[-2000:]
+    assert f.read_text() == 'x'
+    with pytest.raises(ValueError, match='not writable'): check_out(f/'x'/'y')
+
+
+def test_parallel_workers_match_serial(tmp_path):
+    "Two worker processes give the same rows as one process (the seeds fix every random choice)."
+    kw = dict(preset='tiny', seeds='0,1', methods='teacher,erm,kd,kd_tab')
+    serial = run_benchmark(BenchConfig(**kw, workers=1), tmp_path/'one', progress=False, log=lambda *_: None)
+    par = run_benchmark(BenchConfig(**kw, workers=2), tmp_path/'two', progress=False, log=lambda *_: None)
+    key = lambda rows: [(x['method'], x['seed'], round(x['wga'], 3), round(x['mga'], 3), round(x['acc'], 3)) for x in rows]
+    assert key(serial) == key(par)
+    assert json.loads((tmp_path/'two'/'run_info.json').read_text())['workers'] == 2
