@@ -18,7 +18,7 @@ def main():
     ap.add_argument('--preset', default='default')
     ap.add_argument('--seeds', default='0,1,2')
     ap.add_argument('--methods', default=None)
-    ap.add_argument('--workers', type=int, default=0, help='0: one per 2 CPU threads (as the CLI)')
+    ap.add_argument('--workers', type=int, default=0, help='0: one per CPU core, at most 8 (as the CLI)')
     ap.add_argument('--fresh-cache', action='store_true', help='use an empty model cache (measures training the teacher etc. too)')
     ap.add_argument('--keep', default=None, help='output folder to keep (default: a temporary folder, removed)')
     a = ap.parse_args()
@@ -29,7 +29,7 @@ def main():
     t0 = time.time()
     import torch
     from configkd.benchmark import BenchConfig, BENCH_METHODS, prepare, run_benchmark, save_results, markdown_table
-    workers = a.workers or (1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // 2))
+    workers = a.workers or (1 if torch.cuda.is_available() else max(1, min(8, os.cpu_count() or 1)))
     bc = BenchConfig(a.preset, a.seeds, a.methods or ','.join(BENCH_METHODS), workers=workers)
     t_import = time.time() - t0
     ctx = prepare(bc, progress=False)

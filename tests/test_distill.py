@@ -1,4 +1,6 @@
 "configkd.distill: KD loss against torchmetrics, bad input, and resume-after-crash equality."
+import os
+from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
 from torchmetrics.functional import kl_divergence
@@ -58,3 +60,37 @@ def test_corrupt_or_foreign_checkpoint(tmp_path):
     other = Distiller(teacher, data['train'], DistillConfig(epochs=6, period=1, rounds=3, ratio=0.1, recon=False),
                       oracle_augmenter(DigitsConfig()), ckpt=tmp_path/'d.pt', progress=False)
     with pytest.raises(ValueError, match="another DistillConfig"): other.run()
+
+
+DDP_SCRIPT = r'''
+import sys, hashlib, torch
+from dataclasses import replace
+from accelerate import Accelerator
+from configkd.data import DigitsConfig, spurious_digits
+from configkd.models import get_teacher
+from configkd.distill import Distiller, distill_preset
+torch.set_num_threads(1)
+out = sys.argv[1]
+acc = Accelerator(cpu=True)
+dc = DigitsConfig(); train = spurious_digits(dc, splits=('train',))['train']
+cfg = replace(distill_preset('tiny')[0], epochs=2, rounds=0, recon=False)
+d = Distiller(get_teacher(dc, progress=False), train, cfg, progress=False, accelerator=acc, ckpt=f'{out}/ckpt.pt').run()
+h = hashlib.sha1(b''.join(p.detach().numpy().tobytes() for p in d.student.parameters())).hexdigest()   # BN running stats stay per rank
+open(f'{out}/rank{acc.process_index}.txt', 'w').write(f'{acc.num_processes} {h} {d.history.loss.iloc[-1]:.6f}')
+'''
+
+
+def test_distiller_ddp_two_processes(tmp_path):
+    "Under a 2-process launch (gloo on CPU) the DDP-wrapped students stay identical across ranks; one checkpoint is written."
+    import shutil, subprocess, sys
+    from configkd.models import get_teacher
+    get_teacher(progress=False)                       # cached before two processes race for it
+    script = tmp_path/'ddp.py'; script.write_text(DDP_SCRIPT)
+    torchrun = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or shutil.which('torchrun')
+    r = subprocess.run([torchrun, '--nproc_per_node', '2', str(script), str(tmp_path)], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [(tmp_path/f'rank{i}.txt').read_text().split() for i in range(2)]
+    assert ranks[0][0] == ranks[1][0] == '2'          # two processes really ran
+    assert ranks[0][1] == ranks[1][1]                 # the same parameters on both ranks after DDP steps (averaged gradients)
+    assert (tmp_path/'ckpt.pt').exists() and not list(tmp_path.glob('*.tmp'))
