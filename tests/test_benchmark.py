@@ -87,3 +87,14 @@ def test_parallel_workers_match_serial(tmp_path):
     key = lambda rows: [(x['method'], x['seed'], round(x['wga'], 3), round(x['mga'], 3), round(x['acc'], 3)) for x in rows]
     assert key(serial) == key(par)
     assert json.loads((tmp_path/'two'/'run_info.json').read_text())['workers'] == 2
+
+
+def test_gpu_check_script_runs_on_cpu(tmp_path):
+    "The developer's GPU check (scripts/gpu_check.py) in its CPU smoke mode: generation rate, then the benchmark."
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root/'scripts'/'gpu_check.py'), '--quick', '--out', str(tmp_path/'gc')],
+                       capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'images/s guided' in r.stdout and '| KD |' in r.stdout and 'whole check' in r.stdout
+    rate = json.loads((tmp_path/'gc'/'gpu_check.json').read_text())['generation']
+    assert rate['guided_images_per_s'] > 0 and rate['batched_over_per_image'] > 0
