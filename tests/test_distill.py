@@ -62,6 +62,27 @@ def test_corrupt_or_foreign_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="another DistillConfig"): other.run()
 
 
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    "Determinism on CPU: two fresh runs with one seed give identical metrics, weights and pool; another seed does not."
+    data, teacher = spurious_digits(splits=['train', 'test']), get_teacher(progress=False)
+    mk = lambda seed: Distiller(teacher, data['train'], DistillConfig(epochs=4, period=1, rounds=2, ratio=0.1, bs=64, recon=False, seed=seed),
+                                oracle_augmenter(DigitsConfig(), run_seed=seed), test=data['test'], progress=False).run()
+    a, b, c = mk(0), mk(0), mk(1)
+    assert final_metrics(a, data['test']) == final_metrics(b, data['test'])
+    for k, v in a.student.state_dict().items(): assert torch.equal(v, b.student.state_dict()[k]), k
+    assert torch.equal(a.pool.images, b.pool.images) and a.history.equals(b.history)
+    assert not all(torch.equal(v, c.student.state_dict()[k]) for k, v in a.student.state_dict().items())
+
+def test_empty_rounds_keep_training():
+    "A round that yields nothing (every image filtered out) leaves the pool empty and training goes on; empty train is refused."
+    data, teacher = spurious_digits(splits=['train']), get_teacher(progress=False)
+    nothing = lambda student, train, idx, r: (train[idx[:0]], {'n': len(idx), 'added': 0})
+    d = Distiller(teacher, data['train'], DistillConfig(epochs=3, period=1, rounds=2, ratio=0.1, recon=False), nothing, progress=False).run()
+    assert d.pool is None and len(d.rounds) == 2 and (d.rounds.added == 0).all() and d.rounds.pool.eq(0).all()
+    assert len(d.history) == 3 and d.history.n_train.eq(len(data['train'])).all()
+    with pytest.raises(ValueError, match="`train` is empty"): Distiller(teacher, data['train'][:0], progress=False)
+
+
 DDP_SCRIPT = r'''
 import sys, hashlib, torch
 from dataclasses import replace
