@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 log=$(mktemp -d)
 nb_total=$(find nbs -name '[0-9]*.ipynb' -o -name 'index.ipynb' | grep -v '/_' | wc -l)
-echo "== warm the model cache (the notebooks would each train the same teacher in parallel otherwise)"
-python -c "from configkd.models import get_teacher, get_erm_student; get_teacher(progress=False); get_erm_student(progress=False)"
+echo "== warm the model cache (notebooks running in parallel would each build the same cached models otherwise)"
+python scripts/warm_cache.py
 echo "== nbdev_test ($nb_total notebooks)"
 # one torch thread per notebook worker: two workers with two threads each on two cores run ~several times slower
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --do_print --timing 2>&1 | tee "$log/nb.txt"

@@ -98,3 +98,35 @@ def test_gpu_check_script_runs_on_cpu(tmp_path):
     assert 'images/s guided' in r.stdout and '| KD |' in r.stdout and 'whole check' in r.stdout
     rate = json.loads((tmp_path/'gc'/'gpu_check.json').read_text())['generation']
     assert rate['guided_images_per_s'] > 0 and rate['batched_over_per_image'] > 0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('folder', ['bench_default', 'bench_skew90'])
+def test_readme_tables_are_the_committed_results(folder):
+    "README shows the committed results' tables verbatim, and each table.md is what results.json summarises to."
+    d = ROOT/'results'/folder
+    rows = json.loads((d/'results.json').read_text())
+    table = (d/'table.md').read_text().strip()
+    assert table == markdown_table(rows)
+    assert table in (ROOT/'README.md').read_text(), f"README's table for results/{folder} is stale"
+    assert {(r['method'], r['seed']) for r in rows} == {(m, s) for m in BENCH_METHODS for s in ((0,) if m == 'teacher' else (0, 1, 2))}
+    assert len(list((d/'runs').glob('*.json'))) == len(rows)
+
+
+def test_committed_default_results_reproduce(tmp_path, monkeypatch):
+    "Two runs of the README's study, recomputed here, match the committed rows (up to float differences across CPUs)."
+    import torch
+    from configkd.benchmark import prepare, run_one
+    from configkd.models import cache_dir
+    for p in cache_dir().glob('teacher_teacher-*'): shutil.copytree(p, tmp_path/p.name)   # reuse the teacher, not the runs
+    monkeypatch.setenv('CONFIGKD_CACHE', str(tmp_path))
+    torch.set_num_threads(1)                                  # as the study's single-thread workers
+    committed = {(r['method'], r['seed']): r for r in json.loads((ROOT/'results'/'bench_default'/'results.json').read_text())}
+    bc = BenchConfig('default', seeds='0', methods='kd,oracle')
+    assert json.loads((ROOT/'results'/'bench_default'/'study.json').read_text()) == json.loads(json.dumps(bc.study()))
+    ctx = prepare(bc, progress=False)
+    for m in ('kd', 'oracle'):
+        row, want = run_one(m, 0, ctx), committed[(m, 0)]
+        for k in ('wga', 'mga', 'acc'): assert row[k] == pytest.approx(want[k], abs=0.02), (m, k, row[k], want[k])
