@@ -28,8 +28,8 @@ def main():
     if out.exists(): sys.exit(f"--keep {out} exists; give a new folder (a rerun would skip the finished runs).")
     t0 = time.time()
     import torch
-    from configkd.benchmark import BenchConfig, BENCH_METHODS, prepare, run_benchmark, save_results, markdown_table
-    workers = a.workers or (1 if torch.cuda.is_available() else max(1, min(8, os.cpu_count() or 1)))
+    from configkd.benchmark import BenchConfig, BENCH_METHODS, prepare, run_benchmark, save_results, markdown_table, default_workers
+    workers = a.workers or default_workers()
     bc = BenchConfig(a.preset, a.seeds, a.methods or ','.join(BENCH_METHODS), workers=workers)
     t_import = time.time() - t0
     ctx = prepare(bc, progress=False)
