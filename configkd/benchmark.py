@@ -16,18 +16,19 @@ from fastcore.script import call_parse, Param, store_true
 from tqdm.auto import tqdm
 
 from .data import DigitsConfig, spurious_digits, GroupedImages
-from .models import pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write
+from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write,
+                             compute_threads)
 from .errors import evaluate
 from .diffusion import (PixelDenoiser, DiffusionConfig, get_diffusion, get_digit_checker, committed_diffusion_path,
                                 diffusion_key)
-from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig
+from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig, fingerprint
 from .tab import TabConfig, run_tab, distillation_set
 
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BENCH_POOL_SKEW', 'BenchConfig',
-           'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers', 'run_benchmark', 'results_frame',
-           'summary_table', 'markdown_table', 'plot_bench_groups', 'plot_bench_rounds', 'plot_generated',
-           'save_results', 'bench_cli']
+           'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers', 'cpu_model', 'run_benchmark',
+           'results_frame', 'summary_table', 'markdown_table', 'plot_bench_groups', 'plot_bench_rounds',
+           'plot_generated', 'save_results', 'bench_cli']
 
 # %% ../nbs/07_benchmark.ipynb #79730dda
 BENCH_METHODS = ('teacher', 'erm', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'kd_tab', 'kd_config_tab', 'oracle')
@@ -60,10 +61,12 @@ class BenchConfig:
         self.seeds, self.methods = _ids(self.seeds, 'seeds', int), _ids(self.methods, 'methods')
         if not self.seeds: raise ValueError("`seeds` is empty: give at least one seed, e.g. 0,1,2.")
         if any(s < 0 for s in self.seeds): raise ValueError(f"`seeds` must be >= 0, got {list(self.seeds)}.")
+        if any(s >= 2**31 for s in self.seeds): raise ValueError(f"`seeds` must be < 2**31, got {list(self.seeds)}.")
         if len(set(self.seeds)) != len(self.seeds): raise ValueError(f"`seeds` has duplicates: {list(self.seeds)}.")
         bad = [m for m in self.methods if m not in BENCH_METHODS + EXTRA_METHODS]
         if bad: raise ValueError(f"unknown method(s) {bad} in `methods`; choose from {list(BENCH_METHODS + EXTRA_METHODS)}.")
         if not self.methods: raise ValueError(f"`methods` is empty; choose from {list(BENCH_METHODS)}.")
+        if len(set(self.methods)) != len(self.methods): raise ValueError(f"`methods` has duplicates: {list(self.methods)}.")
         if self.workers < 1: raise ValueError(f"`workers` must be >= 1, got {self.workers}.")
 
     def configs(self, seed:int) -> tuple[DistillConfig, 'GuideConfig', TabConfig]:
@@ -94,7 +97,7 @@ class BenchContext:
 
 def prepare(bc:BenchConfig, progress:bool=True) -> BenchContext:
     "Data, teacher, digit checker and (when a method needs it) the diffusion model, from the caches."
-    data = spurious_digits(bc.data, splits=('train', 'val', 'test'))
+    data = spurious_digits(bc.data, splits=('train', 'val', 'test', 'dev'))
     teacher = get_teacher(bc.data, progress=progress)
     den = checker = None
     if any(m in DIFFUSION_METHODS for m in bc.methods):
@@ -108,10 +111,25 @@ def _row(method:str, seed:int, model, test:GroupedImages, seconds:float, **extra
     return {'method': method, 'seed': seed, 'wga': float(rep.wga), 'mga': float(rep.mga), 'acc': float(rep.acc),
             'group_acc': {str(k): float(v) for k, v in zip(rep.table.name, rep.table.acc)}, 'seconds': round(seconds, 2), **extra}
 
+def _budget(d) -> dict:
+    "What a distillation run cost: images seen, SGD steps, images generated and kept (the pool at the end)."
+    h, r = d.history, d.rounds
+    gen = int(r.candidates.sum()) if len(r) and 'candidates' in r else 0
+    return {'images_seen': int(h.n_train.sum()), 'sgd_steps': int(h.steps.sum()), 'generated': gen,
+            'kept': 0 if d.pool is None else len(d.pool)}
+
+def _tab_budget(tcfg:TabConfig, n:int, res) -> dict:
+    "Images seen and SGD steps of TAB's helper and final runs."
+    per = tcfg.n_per_epoch or n
+    seen = tcfg.helper_epochs * per + int(res.history.n_seen.sum())
+    steps = tcfg.helper_epochs * math.ceil(per / tcfg.bs) + int(sum(math.ceil(k / tcfg.bs) for k in res.history.n_seen))
+    return {'images_seen': seen, 'sgd_steps': steps}
+
 def _distiller_extra(d) -> dict:
     h = d.history
     out = {'curve': {'epoch': h.epoch.tolist(), 'test_wga': [round(float(v), 4) for v in h.test_wga],
-                     'round_epochs': [int(e) for e in d.rounds.epoch] if len(d.rounds) else []}}
+                     **({'dev_wga': [round(float(v), 4) for v in h.dev_wga]} if 'dev_wga' in h else {}),
+                     'round_epochs': [int(e) for e in d.rounds.epoch] if len(d.rounds) else []}, **_budget(d)}
     if len(d.rounds):
         cols = [c for c in ('yield', 'kept', 'flipped_bg', 'digit_check') if c in d.rounds]
         out['generation'] = {c: round(float(d.rounds[c].mean()), 4) for c in cols} | {'pool': int(d.rounds.pool.iloc[-1])}
@@ -126,17 +144,24 @@ def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict
     dev = pick_device(bc.device)
     if method == 'teacher': return _row(method, seed, ctx.teacher, data['test'], time.time() - t0)
     if method == 'erm':
-        return _row(method, seed, get_erm_student(bc.data, TrainConfig(seed=seed), progress=progress), data['test'], time.time() - t0)
+        tc, n = TrainConfig(seed=seed), len(data['train'])
+        return _row(method, seed, get_erm_student(bc.data, tc, progress=progress), data['test'], time.time() - t0,
+                    images_seen=tc.epochs * n, sgd_steps=tc.epochs * math.ceil(n / tc.bs), generated=0, kept=0)
     if method in ('kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'oracle') + EXTRA_METHODS:
         d = cached_run_method(method, ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress)
         return _row(method, seed, d.student, data['test'], time.time() - t0, **_distiller_extra(d))
+    if dcfg.epoch_size is not None:                     # the same images per epoch as every distillation run
+        tcfg = replace(tcfg, n_per_epoch=int(round(dcfg.epoch_size * len(data['train']))))
+    base = {'images_seen': 0, 'sgd_steps': 0, 'generated': 0, 'kept': 0}
     if method == 'kd_tab':
         ds, tl = data['train'], predict(ctx.teacher, data['train'].images, device=dev)
-    else:   # kd_config_tab: TAB on the ConfiG run's distillation set
+    else:   # kd_config_tab: TAB on the ConfiG run's distillation set (its budget includes that run's)
         d = cached_run_method('kd_config', ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress)
-        ds, tl = distillation_set(d)
+        ds, tl = distillation_set(d); base = _budget(d)
     res = run_tab(ds, tl, tcfg, device=dev, progress=progress)
-    return _row(method, seed, res.student, data['test'], time.time() - t0,
+    tb = _tab_budget(tcfg, len(ds), res)
+    budget = {**base, 'images_seen': base['images_seen'] + tb['images_seen'], 'sgd_steps': base['sgd_steps'] + tb['sgd_steps']}
+    return _row(method, seed, res.student, data['test'], time.time() - t0, **budget,
                 tab={k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.quality.items()})
 
 # %% ../nbs/07_benchmark.ipynb #e3f63006
@@ -158,10 +183,33 @@ def default_workers() -> int:
 
 def _peak_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+def _read_json(path:Path, what:str, cost:str):
+    "JSON of a state file; an error that names the file and what deleting it costs if it is corrupt."
+    try: return json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} ({what}) is corrupt or truncated ({e}); delete it: {cost}.") from None
+
+def cpu_model() -> str:
+    "The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+def _watch_parent(ppid:int):
+    "End this worker when the process that started it is gone (a killed study must not leave workers behind)."
+    import threading
+    def watch():
+        while True:
+            time.sleep(2)
+            if os.getppid() != ppid: os._exit(3)
+    threading.Thread(target=watch, daemon=True).start()
+
 _CTX = None
-def _worker_init(bc_dict:dict, threads:int):
+def _worker_init(bc_dict:dict, ppid:int):
     global _CTX
-    torch.set_num_threads(threads)
+    _watch_parent(ppid)
     bc = BenchConfig(**{**bc_dict, 'data': DigitsConfig(**bc_dict['data'])})
     _CTX = prepare(bc, progress=False)
 
@@ -174,12 +222,13 @@ def _waves(bc:BenchConfig, done:set) -> list[list[tuple[str, int]]]:
     todo = [(m, s) for m in bc.methods for s in (bc.seeds[:1] if m == 'teacher' else bc.seeds) if (m, s) not in done]
     return [[j for j in todo if j[0] != 'kd_config_tab'], [j for j in todo if j[0] == 'kd_config_tab']]
 
-def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchContext|None=None) -> list[dict]:
+def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchContext|None=None,
+                  command:str|None=None) -> list[dict]:   # the command line recorded in run_info.json (default: sys.argv)
     "Run every `(method, seed)` of `bc` not yet in `out`, one JSON file each; returns all rows of the study."
     out = check_out(out)
     study, study_path = bc.study(), out/'study.json'
     if study_path.exists():
-        old = json.loads(study_path.read_text())
+        old = _read_json(study_path, 'what the study in this folder depends on', "the finished runs in runs/ are then kept only if their settings match again")
         if old != json.loads(json.dumps(study)):
             raise ValueError(f"{study_path} was written by another study (preset or settings differ); use another `out` "
                              "or delete the folder.")
@@ -189,7 +238,12 @@ def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchC
                    'peak_mb': round(_peak_mb(), 1)})
     _atomic_write(study_path, json.dumps(study, indent=1))
     run_path = lambda m, s: out/'runs'/f'{m}-s{s}.json'
-    done = {(m, s) for m in bc.methods for s in bc.seeds if run_path(m, s).exists()}
+    def finished(m, s):                                # a truncated run file (a crash mid-write elsewhere) is redone
+        p = run_path(m, s)
+        if not p.exists(): return False
+        try: json.loads(p.read_text()); return True
+        except ValueError: warnings.warn(f"{p} is truncated: the run is redone."); p.unlink(); return False
+    done = {(m, s) for m in bc.methods for s in bc.seeds if finished(m, s)}
     if done: log(f"resuming: {len(done)} finished run(s) in {out} are kept")
     waves = _waves(bc, done)
     bar = tqdm(total=sum(map(len, waves)), desc='runs', disable=not progress)
@@ -205,21 +259,25 @@ def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchC
                 row = run_one(m, s, ctx); row['peak_mb'] = round(_peak_mb(), 1); finish(row)
     else:
         import multiprocessing as mp
-        threads = max(1, (os.cpu_count() or 1) // bc.workers)
-        bc_dict = asdict(bc)
+        bc_dict = asdict(bc)      # every worker trains at `compute_threads()` threads, like this process
         with ProcessPoolExecutor(bc.workers, mp_context=mp.get_context('spawn'), initializer=_worker_init,
-                                 initargs=(bc_dict, threads)) as ex:
+                                 initargs=(bc_dict, os.getpid())) as ex:
             for wave in waves:
                 futs = [ex.submit(_worker_run, m, s) for m, s in wave]
                 for f in futs: finish(f.result())
     bar.close()
     rows = [json.loads(run_path(m, s).read_text()) for m in bc.methods for s in (bc.seeds[:1] if m == 'teacher' else bc.seeds)]
-    info = {'wall_seconds': round(time.time() - t_start, 1), 'runs_this_call': sum(map(len, waves)), 'stages': stages,
-            'workers': bc.workers, 'machine': f"{platform.machine()}, {os.cpu_count()} CPU threads, "
+    info = {'command': ' '.join([Path(sys.argv[0]).name] + sys.argv[1:]) if command is None else command,
+            'wall_seconds': round(time.time() - t_start, 1), 'runs_this_call': sum(map(len, waves)), 'stages': stages,
+            'workers': bc.workers, 'threads_per_worker': compute_threads(), 'cpu': cpu_model(),
+            'machine': f"{platform.machine()}, {os.cpu_count()} CPU threads, "
             f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
-            'torch': torch.__version__, 'seeds': list(bc.seeds), 'methods': list(bc.methods)}
+            'torch': torch.__version__, 'python': platform.python_version(), 'teacher': fingerprint(ctx.teacher),
+            'diffusion': None if ctx.den is None else fingerprint(ctx.den), 'seeds': list(bc.seeds), 'methods': list(bc.methods)}
     info_path = out/'run_info.json'                        # this call on top; earlier calls (their timings) kept below
-    prev = json.loads(info_path.read_text()) if info_path.exists() else None
+    try: prev = json.loads(info_path.read_text()) if info_path.exists() else None
+    except ValueError:
+        warnings.warn(f"{info_path} was truncated; the timings of earlier calls in it are lost."); prev = None
     info['earlier_calls'] = (prev.pop('earlier_calls', []) + [prev]) if prev else []
     _atomic_write(info_path, json.dumps(info, indent=1))
     return rows

@@ -130,7 +130,7 @@ NEUTRAL = ((0.97, 0.97, 0.97), (0.05, 0.05, 0.05))                              
 
 @dataclass
 class DigitsConfig:
-    "How Spurious Digits is built; the defaults are the benchmark of DESIGN §3."
+    "How Spurious Digits is built: label rule, spurious cue, split sizes, rendering and the diffusion pool's skew."
     size:int = 16                 # image side: 16 (default) or 32
     task:str = 'ge5'              # label rule: 'ge5' (y = digit >= 5) or 'parity' (y = digit odd)
     cue:str = 'background'        # spurious cue: 'background' colour or 'stroke' colour
@@ -155,7 +155,14 @@ class DigitsConfig:
     @classmethod
     def tiny(cls, **kw): return cls(**kw)  # the data are already CPU-sized: tiny == default
 
-SPLITS = ('train', 'val', 'test', 'teacher', 'pool')
+    def fields_for(self, split:str) -> dict:
+        "The settings that split `split` depends on (cache keys: a teacher does not change with the pool's skew)."
+        if split not in SPLITS: raise ValueError(f"unknown split {split!r}; choose from {list(SPLITS)}.")
+        skip = {'pool_skew', 'pool_renders'} if split != 'pool' else {'minority_frac'}
+        if split in ('test', 'teacher', 'dev'): skip |= {'minority_frac'}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+SPLITS = ('train', 'val', 'test', 'teacher', 'pool', 'dev')
 
 # %% ../nbs/00_data.ipynb #d4083135
 def digit_labels(digits:torch.Tensor, task:str='ge5') -> torch.Tensor:
@@ -233,8 +240,8 @@ def spurious_digits(cfg:DigitsConfig|None=None, splits:Sequence[str]=SPLITS) -> 
             src = ids[name]; y = digit_labels(digits[src], cfg.task)
             flip = torch.rand(len(src), generator=agen) < cfg.minority_frac
             a = torch.where(flip, 1 - y, y)
-        elif name in ('test', 'teacher'):
-            base = ids['test' if name == 'test' else 'external']
+        elif name in ('test', 'teacher', 'dev'):
+            base = ids[{'test': 'test', 'teacher': 'external', 'dev': 'val'}[name]]
             src = torch.cat([base, base]); a = torch.cat([torch.zeros(len(base)), torch.ones(len(base))]).long()
         else:  # pool: the external digits rendered `pool_renders` times, aligned with probability pool_skew
             src = ids['external'].repeat(cfg.pool_renders); y = digit_labels(digits[src], cfg.task)

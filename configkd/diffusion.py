@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split
 from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba,
                              cache_dir, config_key, cached_model, _atomic_dir, n_params, atomic_torch_save, atomic_write,
-                             get_teacher, get_erm_student, load_model)
+                             get_teacher, get_erm_student, load_model, fixed_threads)
 
 # %% auto #0
 __all__ = ['DIFFUSION_CACHE_VERSION', 'DiffusionConfig', 'make_unet', 'make_scheduler', 'to_unit', 'from_unit', 'diffusion_data',
@@ -96,6 +96,7 @@ def _ema_update(ema:nn.Module, model:nn.Module, decay:float):
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters()): pe.lerp_(pm, 1 - decay)
 
+@fixed_threads()
 def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=None,
                     ds:GroupedImages|None=None,   # training images (default: `diffusion_data(cfg, data_cfg)`), conditioned on `ds.cls`
                     ckpt:str|Path|None=None,      # a training-state file: resume from it if present, write it every `ckpt_every`
@@ -154,11 +155,12 @@ def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=No
     return ema.eval().cpu(), hist
 
 # %% ../nbs/04_guided_diffusion.ipynb #c0c44ddd
-DIFFUSION_CACHE_VERSION = 1
+DIFFUSION_CACHE_VERSION = 2
 
 def diffusion_key(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> str:
-    "The cache key of a diffusion model: its config, the data config (with its seed) and the code version."
-    return config_key(version=DIFFUSION_CACHE_VERSION, kind='diffusion', diffusion=cfg, data=data_cfg or DigitsConfig())
+    "The cache key of a diffusion model: its config, the settings of the pool it learns (with the data seed), the code version."
+    pool = {k: v for k, v in (data_cfg or DigitsConfig()).fields_for('pool').items() if k not in ('pool_renders', 'size')}
+    return config_key(version=DIFFUSION_CACHE_VERSION, kind='diffusion', diffusion=cfg, data=pool)   # renders and size: from `cfg`
 
 def save_diffusion(unet, path, cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None, extra:dict|None=None):
     "Save a UNet with its scheduler and configs to the folder `path` (diffusers format, safetensors), atomically."
@@ -502,6 +504,7 @@ def _sample_batch(den, teacher, student, sched, timesteps, z, cond, target, seed
             else: z = z_prev.detach()
     return z
 
+@fixed_threads()
 def guided_sample(den, teacher:nn.Module|None, student:nn.Module|None,
                   cond,                        # (B,) class ids (pixel) or (B, L, D) prompt embeddings (latent)
                   seeds:Sequence[int],         # (B,) one seed per sample
@@ -568,10 +571,11 @@ def train_digit_checker(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=No
     return m.cpu().eval()
 
 def get_digit_checker(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, cache=None, progress:bool=True) -> ConvNet:
-    "The digit checker for `data_cfg`, trained once and cached."
+    "The digit checker for `data_cfg`: shipped, cached, or trained once (the label rule does not change it)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig(epochs=30, lr=3e-3)
+    data_key = {k: v for k, v in data_cfg.fields_for('teacher').items() if k != 'task'}    # it reads digits, not labels
     return cached_model('digit_checker', lambda: train_digit_checker(data_cfg, cfg, progress), cache,
-                        data=data_cfg, train=cfg, arch=ConvNet(10, widths=(32, 64, 128), convs=1, dropout=0.1).config)
+                        data=data_key, train=cfg, arch=ConvNet(10, widths=(32, 64, 128), convs=1, dropout=0.1).config)
 
 # %% ../nbs/04_guided_diffusion.ipynb #2c7b6470
 def background_attr(images:torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images
 from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher,
-                             TrainConfig, n_params, atomic_torch_save, cache_dir, config_key)
+                             TrainConfig, n_params, atomic_torch_save, cache_dir, config_key, fixed_threads,
+                             logits_of)
 from .errors import group_metrics, evaluate
 from .diffusion import (PixelDenoiser, GuideConfig, get_diffusion, config_round, reconstruct, image_seed,
                                 select_sources, background_attr, round_summary)
@@ -62,6 +63,7 @@ class DistillConfig:
     rounds:int = 6           # generation rounds (the first after `period` epochs)
     ratio:float = 0.16       # share of the training set used as sources per round (least confident first)
     pool_weight:float = 1.0  # pool images per epoch, as a multiple of the real images (drawn cyclically from the pool)
+    epoch_size:float|None = 4.0  # images per epoch, as a multiple of the training set (every method alike); None: real once + pool
     recon:bool = True        # also train on unguided img2img reconstructions of every real training image
     pair_recon:bool = True   # add an unguided reconstruction of each round's sources too
     purify:float = 0.3       # strength of the unguided re-noise of each guided sample (0: off)
@@ -69,15 +71,25 @@ class DistillConfig:
     seed:int = 0             # initialisation, batching and generation seed
 
     def __post_init__(self):
-        if not 0 < self.ratio <= 1: raise ValueError(f"`ratio` must lie in (0, 1], got {self.ratio}.")
+        fin = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+        if not (isinstance(self.epochs, int) and self.epochs >= 1): raise ValueError(f"`epochs` must be a whole number >= 1, got {self.epochs}.")
+        if not (isinstance(self.bs, int) and self.bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {self.bs}.")
+        if not (fin(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
+        if not (fin(self.wd) and self.wd >= 0): raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
+        if not (fin(self.T) and self.T > 0): raise ValueError(f"`T` must be a finite number > 0, got {self.T}.")
+        if not (fin(self.alpha) and 0 <= self.alpha <= 1): raise ValueError(f"`alpha` must lie in [0, 1], got {self.alpha}.")
+        if not (fin(self.ratio) and 0 < self.ratio <= 1): raise ValueError(f"`ratio` must lie in (0, 1], got {self.ratio}.")
         if self.period < 1: raise ValueError(f"`period` must be >= 1 epoch, got {self.period}.")
         if self.rounds < 0: raise ValueError(f"`rounds` must be >= 0, got {self.rounds}.")
         if self.rounds * self.period >= self.epochs and self.rounds:
             raise ValueError(f"{self.rounds} rounds every {self.period} epochs do not fit in {self.epochs} epochs; "
                              "raise `epochs` or lower `rounds`/`period`.")
-        if not self.T > 0: raise ValueError(f"`T` must be > 0, got {self.T}.")
-        if not 0 <= self.cutmix <= 1: raise ValueError(f"`cutmix` must lie in [0, 1], got {self.cutmix}.")
-        if not self.pool_weight > 0: raise ValueError(f"`pool_weight` must be > 0, got {self.pool_weight}.")
+        if not (fin(self.cutmix) and 0 <= self.cutmix <= 1): raise ValueError(f"`cutmix` must lie in [0, 1], got {self.cutmix}.")
+        if not (fin(self.pool_weight) and self.pool_weight > 0): raise ValueError(f"`pool_weight` must be a finite number > 0, got {self.pool_weight}.")
+        if self.epoch_size is not None and not (fin(self.epoch_size) and self.epoch_size > 0):
+            raise ValueError(f"`epoch_size` must be a finite number > 0 or None, got {self.epoch_size}.")
+        if not (fin(self.purify) and 0 <= self.purify <= 1): raise ValueError(f"`purify` must lie in [0, 1], got {self.purify}.")
+        if not 0 <= self.seed < 2**63: raise ValueError(f"`seed` must lie in [0, 2**63), got {self.seed}.")
 
     def round_epochs(self) -> list[int]: return [self.period * (r + 1) for r in range(self.rounds)]
 
@@ -105,7 +117,8 @@ def config_augmenter(den, teacher:nn.Module, guide:GuideConfig|None=None, purify
         return GroupedImages.cat(parts), {**round_summary(rec), 'added': sum(len(p) for p in parts)}
     return augment
 
-def oracle_augmenter(data_cfg:DigitsConfig, den=None, run_seed:int=0, strength:float=0.8, steps:int=20) -> Callable:
+def oracle_augmenter(data_cfg:DigitsConfig, den=None, run_seed:int=0, strength:float=0.8, steps:int=20,
+                     pair:bool=True) -> Callable:   # also add each source itself, as ConfiG adds a paired reconstruction
     "The same source digits re-rendered with the flipped attribute; with `den`, passed through unguided img2img too."
     def augment(student, train:GroupedImages, idx, r:int):
         src = train[torch.as_tensor(idx)]
@@ -114,7 +127,9 @@ def oracle_augmenter(data_cfg:DigitsConfig, den=None, run_seed:int=0, strength:f
             seeds = [image_seed(run_seed, s, r, salt=13) for s in src.src.tolist()]
             xr = reconstruct(den, x.images, x.cls, seeds, strength=strength, steps=steps)
             x = GroupedImages(xr, x.y, background_attr(xr), x.cls, x.src, **x.meta())
-        return x, {'n': len(x), 'added': len(x), 'flipped_bg': float((x.a != x.y).float().mean())}
+        info = {'n': len(x), 'flipped_bg': float((x.a != x.y).float().mean())}
+        if pair: x = GroupedImages.cat([x, src])
+        return x, {**info, 'added': len(x)}
     return augment
 
 # %% ../nbs/05_distill.ipynb #4b597caf
@@ -153,12 +168,15 @@ class Distiller:
                  val:GroupedImages|None=None, test:GroupedImages|None=None,
                  make_model:Callable=make_student, ckpt=None, device=None, progress:bool=True,
                  recon_images:torch.Tensor|None=None,   # precomputed `real_reconstructions(den, train, seed)`, to share across runs
-                 accelerator=None):                     # an `accelerate.Accelerator`: device, mixed precision, DDP
-        self.teacher, self.train, self.cfg, self.augment, self.den = teacher.eval(), train, cfg or DistillConfig(), augment, den
+                 accelerator=None,                      # an `accelerate.Accelerator`: device, mixed precision, DDP
+                 evals:dict[str, GroupedImages]|None=None):   # more labelled splits to score after every epoch (e.g. `dev`)
+        self.train, self.cfg, self.augment, self.den = train, cfg or DistillConfig(), augment, den
         self.recon_images, self.acc = recon_images, accelerator
         self.val, self.test, self.make_model, self.progress = val, test, make_model, progress
+        self.evals = {k: v for k, v in {'val': val, **(evals or {}), 'test': test}.items() if v is not None}
         self.ckpt = Path(ckpt) if ckpt else None
         self.device = accelerator.device if accelerator is not None else pick_device(device)
+        self.teacher = teacher.eval().to(self.device)
         if len(train) == 0: raise ValueError("`train` is empty: nothing to distil.")
         if self.cfg.recon and den is None and augment is not None and self.cfg.rounds:
             raise ValueError("`cfg.recon=True` needs the diffusion model `den` (or set `recon=False`).")
@@ -170,7 +188,7 @@ class Distiller:
         seed_everything(c.seed)
         student = self.make_model(self.train.n_classes).to(self.device)
         t_out = predict(self.teacher, self.train.images[:1], device=self.device)
-        s_out = student(self.train.images[:1].to(self.device))
+        s_out = predict(student, self.train.images[:1], device=self.device)     # eval mode: batch-norm statistics untouched
         if t_out.shape[1] != s_out.shape[1]:
             raise ValueError(f"teacher has {t_out.shape[1]} classes but the student has {s_out.shape[1]}; they must match.")
         real = self.train
@@ -226,13 +244,26 @@ class Distiller:
                 'pool_groups': [] if st['pool'] is None else st['pool'].group_counts().tolist(), **info}
         st['rounds'].append(info)
 
+    def _epoch_counts(self, st) -> tuple[int, int]:
+        "How many real-block and pool images this epoch holds."
+        c, n_real, has_pool = self.cfg, len(st['real']), st['pool'] is not None and len(st['pool']) > 0
+        if c.epoch_size is None:                       # the real block once, plus `pool_weight` times as many pool images
+            return n_real, (max(1, int(round(c.pool_weight * n_real))) if has_pool else 0)
+        total = max(1, int(round(c.epoch_size * len(self.train))))   # the same for every method and every epoch
+        n_pool = int(round(total * c.pool_weight / (1 + c.pool_weight))) if has_pool else 0
+        return total - n_pool, n_pool
+
     def _epoch(self, st):
         c, ep = self.cfg, st['epoch']
-        parts, logits = [st['real']], [st['real_logits']]
-        if st['pool'] is not None:      # a fixed share of pool images per epoch, cycling through a seeded permutation
-            n_pool = len(st['pool']); k = max(1, int(round(c.pool_weight * len(st['real']))))
-            perm = torch.randperm(n_pool, generator=torch.Generator().manual_seed(c.seed * 7919 + ep))
-            take = perm.repeat((k + n_pool - 1) // n_pool)[:k]
+        k_real, k_pool = self._epoch_counts(st)
+        def cycle(n_have, k, salt):                    # k indices cycling through seeded permutations of range(n_have)
+            if k == n_have and c.epoch_size is None: return torch.arange(n_have)
+            g = torch.Generator().manual_seed(c.seed * 7919 + ep * 31 + salt)
+            return torch.cat([torch.randperm(n_have, generator=g) for _ in range((k + n_have - 1) // n_have)])[:k]
+        take_r = cycle(len(st['real']), k_real, 0)
+        parts, logits = [st['real'][take_r]], [st['real_logits'][take_r]]
+        if k_pool:                                     # a fixed share of pool images per epoch
+            take = cycle(len(st['pool']), k_pool, 1)
             parts.append(st['pool'][take]); logits.append(st['pool_logits'][take])
         data, tl = GroupedImages.cat(parts), torch.cat(logits)
         for grp in st['opt'].param_groups: grp['lr'] = _lr_at(c, ep)
@@ -249,17 +280,16 @@ class Distiller:
             if c.cutmix and torch.rand(1, generator=gen).item() < c.cutmix:
                 x = cutmix(x, gen); t = self._teacher_logits(x).to(self.device)
             with (acc.autocast() if acc is not None else contextlib.nullcontext()):
-                loss = kd_loss(model(x).float(), t, c.T, c.alpha, y)
+                loss = kd_loss(logits_of(model(x)).float(), t, c.T, c.alpha, y)
             st['opt'].zero_grad(set_to_none=True)
             if acc is not None: acc.backward(loss)
             else: loss.backward()
             st['opt'].step()
             tot += loss.item() * len(x); n += len(x)
         model.eval(); student.eval()
-        row = {'epoch': ep + 1, 'loss': tot / n, 'lr': _lr_at(c, ep), 'n_train': len(data),
-               'pool': 0 if st['pool'] is None else len(st['pool'])}
-        for name, ds in (('val', self.val), ('test', self.test)):
-            if ds is None: continue
+        row = {'epoch': ep + 1, 'loss': tot / n, 'lr': _lr_at(c, ep), 'n_train': len(data), 'n_pool': k_pool,
+               'steps': len(batches), 'pool': 0 if st['pool'] is None else len(st['pool'])}
+        for name, ds in self.evals.items():
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 rep = evaluate(student, ds)
@@ -267,6 +297,7 @@ class Distiller:
             row.update({f'{name}_g{k}': v for k, v in enumerate(rep.table.acc)})
         st['history'].append(row); st['epoch'] = ep + 1
 
+    @fixed_threads()
     def run(self, stop_after:int|None=None):
         "Train to the end (or only up to epoch `stop_after`, as a crash would); resumes from `ckpt` if it exists."
         c = self.cfg
@@ -304,13 +335,14 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
     elif method == 'kd_unguided_noise':
         aug = config_augmenter(den, teacher, replace(guide, scale=0.0), 0.0, cfg.pair_recon, checker, cfg.seed, start='noise')
     elif method == 'kd_config': aug = config_augmenter(den, teacher, guide, cfg.purify, cfg.pair_recon, checker, cfg.seed)
-    elif method == 'oracle': aug, cfg = oracle_augmenter(data_cfg), replace(cfg, recon=False)
-    elif method == 'oracle_unguided': aug = oracle_augmenter(data_cfg, den, cfg.seed, guide.strength, guide.steps)
+    elif method == 'oracle': aug, cfg = oracle_augmenter(data_cfg, pair=cfg.pair_recon), replace(cfg, recon=False)
+    elif method == 'oracle_unguided': aug = oracle_augmenter(data_cfg, den, cfg.seed, guide.strength, guide.steps, cfg.pair_recon)
     fresh = ckpt is None or not Path(ckpt).exists()                # a finished or resumed run keeps its reconstructions
     if cfg.recon and aug is not None and recon_images is None and fresh:   # the same unguided img2img as the rounds use
         recon_images = real_reconstructions(den, data['train'], cfg.seed, progress, guide.strength, guide.steps)
+    evals = {'dev': data['dev']} if data.get('dev') is not None else {}   # the design split, scored every epoch too
     return Distiller(teacher, data['train'], cfg, aug, den, data.get('val'), data.get('test'), ckpt=ckpt,
-                     device=device, progress=progress, recon_images=recon_images, accelerator=accelerator).run()
+                     device=device, progress=progress, recon_images=recon_images, accelerator=accelerator, evals=evals).run()
 
 def final_metrics(d:Distiller, ds:GroupedImages) -> dict:
     "WGA, MGA, sample accuracy and per-group accuracy of the distilled student on `ds`."
@@ -365,7 +397,7 @@ def cached_run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImage
     fp = lambda m: None if m is None else fingerprint(m)
     key = config_key(method=method, cfg=cfg, guide=guide, data=data_cfg, teacher=fp(teacher), den=fp(den), checker=fp(checker),
                      student=make_student(data['train'].n_classes).config,
-                     **{f'data_{k}': fingerprint_data(data.get(k)) for k in ('train', 'val', 'test')})
+                     **{f'data_{k}': fingerprint_data(data.get(k)) for k in ('train', 'val', 'test', 'dev')})
     ckpt = cache_dir(cache)/'distill_runs'/f'{method}-{key}.pt'
     recon = None
     if den is not None and cfg.recon and method not in ('kd', 'kd_cutmix', 'oracle') and not ckpt.exists():

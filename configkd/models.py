@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #aa001594
 from __future__ import annotations
-import hashlib, json, os, random, shutil, tempfile
+import contextlib, hashlib, itertools, json, math, os, random, secrets, shutil, tempfile, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,16 +18,21 @@ from tqdm.auto import tqdm
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'CLIP_MEAN', 'CLIP_STD', 'pick_device', 'seed_everything', 'Normalize', 'ConvNet', 'make_student',
-           'make_teacher', 'n_params', 'TrainConfig', 'fit', 'predict', 'predict_proba', 'group_accuracy',
-           'atomic_write', 'atomic_torch_save', 'save_model', 'load_model', 'cache_dir', 'config_key', 'cached_model',
-           'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'clip_resize', 'CLIPTeacher',
-           'tiny_clip']
+__all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'CLIP_MEAN', 'CLIP_STD', 'pick_device', 'seed_everything',
+           'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student', 'make_teacher', 'n_params',
+           'TrainConfig', 'logits_of', 'model_device', 'fit', 'predict', 'predict_proba', 'group_accuracy',
+           'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name', 'save_model', 'load_model',
+           'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path',
+           'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'clip_resize',
+           'CLIPTeacher', 'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
     "The device to use: `device` if given, else CUDA, else MPS, else CPU."
-    if device is not None: return torch.device(device)
+    if device is not None:
+        try: return torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"`device` {device!r} is not a device torch knows; use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from None
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -35,6 +40,25 @@ def pick_device(device:str|torch.device|None=None) -> torch.device:
 def seed_everything(seed:int=0):
     "Seed Python, NumPy and torch (all devices)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+THREADS_ENV = 'CONFIGKD_THREADS'
+
+def compute_threads() -> int:
+    "The CPU threads every training and sampling path uses: `$CONFIGKD_THREADS`, else 1."
+    v = os.environ.get(THREADS_ENV, '').strip()
+    if not v: return 1
+    if not v.isdigit() or int(v) < 1: raise ValueError(f"${THREADS_ENV} must be a whole number >= 1, got {v!r}; unset it for 1 thread.")
+    return int(v)
+
+@contextlib.contextmanager
+def fixed_threads(n:int|None=None):   # threads inside the block; default `compute_threads()`
+    "Run the block (or, as `@fixed_threads()`, a function) with `n` torch CPU threads; the caller's count is restored after."
+    n = compute_threads() if n is None else n
+    old = torch.get_num_threads()
+    if n != old: torch.set_num_threads(n)
+    try: yield n
+    finally:
+        if torch.get_num_threads() != old: torch.set_num_threads(old)
 
 # %% ../nbs/01_models.ipynb #f8c44990
 class Normalize(nn.Module):
@@ -83,11 +107,31 @@ class TrainConfig:
     wd:float = 1e-4       # AdamW weight decay
     seed:int = 0          # shuffling and initialisation seed
 
+    def __post_init__(self):
+        if self.epochs < 1 or self.bs < 1: raise ValueError(f"`epochs` and `bs` must be >= 1, got {self.epochs}, {self.bs}.")
+        if not (math.isfinite(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
+        if not (math.isfinite(self.wd) and self.wd >= 0): raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
+        if not 0 <= self.seed < 2**63: raise ValueError(f"`seed` must lie in [0, 2**63), got {self.seed}.")
+
     @classmethod
     def tiny(cls, **kw): return cls(**{'epochs': 15, **kw})
     @classmethod
     def teacher(cls, **kw): return cls(**{'epochs': 40, 'lr': 3e-3, **kw})
 
+def logits_of(out) -> torch.Tensor:
+    "The logits `(B, K)` in a model's output: the tensor itself, or the `.logits` of a 🤗 output object."
+    if not isinstance(out, torch.Tensor): out = getattr(out, 'logits', None)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError("a model returned no tensor; configkd needs logits (B, n_classes): a tensor or an output with `.logits`.")
+    if out.ndim != 2: raise ValueError(f"a model must return logits (B, n_classes), got shape {tuple(out.shape)}.")
+    return out
+
+def model_device(model:nn.Module) -> torch.device:
+    "Where `model` lives: the device of its first parameter or buffer (the CPU for a module with neither)."
+    for t in itertools.chain(model.parameters(), model.buffers()): return t.device
+    return torch.device('cpu')
+
+@fixed_threads()
 def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
         loss_fn:Callable|None=None,  # loss_fn(logits, y, idx) -> scalar; default cross-entropy on y
         on_epoch:Callable|None=None, # on_epoch(epoch, model) -> dict of extra metrics for the history
@@ -107,7 +151,8 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
         model.train(); tot, n = 0.0, 0
         for x, y, g, idx in ds.batches(cfg.bs, shuffle=True, seed=cfg.seed * 10_000 + ep):
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y, idx)
+            loss = loss_fn(logits_of(model(x)), y, idx)
+            if not torch.isfinite(loss): raise FloatingPointError(f"the loss became {loss.item()} in epoch {ep + 1}: lower `lr`.")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             tot += loss.item() * len(x); n += len(x)
         row = {'epoch': ep + 1, 'loss': tot / n}
@@ -117,14 +162,17 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
     return hist
 
 @torch.no_grad()
-def predict(model:nn.Module, x:torch.Tensor|GroupedImages, bs:int=512, device=None) -> torch.Tensor:
+@fixed_threads()
+def predict(model:nn.Module, x:torch.Tensor|GroupedImages, bs:int=512,
+            device=None) -> torch.Tensor:   # default: where the model is; given: the model is moved there
     "Logits `(N, n_classes)` of `model` on images `x` (or a `GroupedImages`), in eval mode, returned on the CPU."
     x = x.images if isinstance(x, GroupedImages) else check_images(x, 'x')
-    device = pick_device(device) if device is not None else next(model.parameters()).device
+    if device is not None: device = pick_device(device); model.to(device)
+    else: device = model_device(model)
     was = model.training; model.eval()
-    out = torch.cat([model(x[i:i + bs].to(device)).float().cpu() for i in range(0, len(x), bs)]) if len(x) else torch.zeros(0, model.n_classes)
-    model.train(was)
-    return out
+    try: out = [logits_of(model(x[i:i + bs].to(device))).float().cpu() for i in range(0, len(x), bs)]
+    finally: model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, getattr(model, 'n_classes', 0))
 
 def predict_proba(model, x, bs:int=512, device=None) -> torch.Tensor:
     "Softmax probabilities `(N, n_classes)`."
@@ -136,13 +184,46 @@ def group_accuracy(model, ds:GroupedImages) -> torch.Tensor:
     return torch.stack([ok[ds.g == k].mean() if (ds.g == k).any() else torch.tensor(float('nan')) for k in range(ds.n_groups)])
 
 # %% ../nbs/01_models.ipynb #d19ee9cb
+MODEL_MARKERS = ('config.json', 'configkd.json')   # a folder holding one of these (written by configkd) may be replaced
+
+def _owned(path:Path) -> bool:
+    "Did configkd write the folder `path`? (It holds a model config written by `save_model` or `save_diffusion`.)"
+    try:
+        if (path/'configkd.json').is_file(): return True
+        cfg = json.loads((path/'config.json').read_text())
+        return isinstance(cfg, dict) and 'arch' in cfg and 'extra' in cfg
+    except (OSError, ValueError): return False
+
+def check_model_dir(path, what:str='`path`') -> Path:
+    "Refuse, before any work, a model folder that is a file or holds files that configkd did not write."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise ValueError(f"{what} {str(path)!r} is a file; give a folder for the model.")
+    if path.is_dir() and any(path.iterdir()) and not _owned(path):
+        raise ValueError(f"{what} {str(path)!r} holds files that configkd did not write; it is never replaced. "
+                         "Give a new or empty folder.")
+    probe = path
+    while not probe.exists(): probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK): raise ValueError(f"{what} {str(path)!r} is not writable (no write permission on {str(probe)!r}).")
+    return path
+
+def _chmod_tree(d:Path):
+    "Folders 0755, files 0644: a shared cache stays readable to other users (mkdtemp creates 0700)."
+    os.chmod(d, 0o755)
+    for p in d.rglob('*'): os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
 def _atomic_dir(path:Path, write:Callable[[Path], None]):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "`write(tmp)` into a new folder beside `path`, then swap it in; the old folder (if configkd's) is removed last."
+    path = check_model_dir(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp', dir=path.parent))
     try:
-        write(tmp)
-        if path.exists(): shutil.rmtree(path)
-        os.replace(tmp, path)
+        write(tmp); _chmod_tree(tmp)
+        old = None
+        if path.is_dir() and any(path.iterdir()):
+            if not _owned(path): raise ValueError(f"{path} holds files that configkd did not write; not replaced.")
+            old = path.parent/f'.{path.name}.old{secrets.token_hex(4)}'
+            os.replace(path, old)            # readers see the old folder or the new one (and for a moment neither)
+        os.replace(tmp, path)                # an empty folder at `path` is replaced by the rename itself
+        if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
 
@@ -162,50 +243,132 @@ def atomic_torch_save(obj, path):
     "`torch.save` to `path` atomically (`atomic_write`)."
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
-def save_model(model:ConvNet, path, extra:dict|None=None):
+def factory_name(make_model) -> str|None:
+    "`module:qualname` of a model factory (a function or class), if it can be imported again; else None."
+    mod, qn = getattr(make_model, '__module__', None), getattr(make_model, '__qualname__', None)
+    if not mod or not qn or '<' in qn or mod == '__main__': return None
+    return f'{mod}:{qn}'
+
+def _import_factory(name:str):
+    import importlib
+    mod, qn = name.split(':')
+    obj = importlib.import_module(mod)
+    for part in qn.split('.'): obj = getattr(obj, part)
+    return obj
+
+def save_model(model:nn.Module, path, extra:dict|None=None,
+               make_model:Callable|None=None):   # the factory that builds `model` (needed to load a module that is not a ConvNet)
     "Save `model` to the folder `path` (model.safetensors + config.json), atomically."
     from safetensors.torch import save_file
+    arch = getattr(model, 'config', None) if isinstance(model, ConvNet) else None
+    meta = {'arch': arch, 'class': f'{type(model).__module__}.{type(model).__qualname__}',
+            'factory': factory_name(make_model) if make_model is not None else None, 'extra': extra or {}}
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     def write(d):
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d/'model.safetensors')
-        (d/'config.json').write_text(json.dumps({'arch': model.config, 'extra': extra or {}}, indent=1))
+        save_file(sd, d/'model.safetensors')
+        (d/'config.json').write_text(json.dumps(meta, indent=1, default=str))
     _atomic_dir(Path(path), write)
 
-def load_model(path, device=None) -> ConvNet:
+def load_model(path, make_model:Callable|None=None,  # factory for a module that is not a ConvNet (default: the one recorded)
+               device=None) -> nn.Module:
     "Load a model saved by `save_model`; clear errors for missing or corrupt files."
     from safetensors.torch import load_file
     path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder: `path` must be a folder written by `save_model`.")
     for f in ('config.json', 'model.safetensors'):
         if not (path/f).exists(): raise FileNotFoundError(f"{path/f} not found: `path` must be a folder written by `save_model`.")
     try:
-        cfg = json.loads((path/'config.json').read_text())['arch']
+        meta = json.loads((path/'config.json').read_text())
         sd = load_file(path/'model.safetensors')
     except Exception as e:
-        raise ValueError(f"model files in {path} are corrupt or truncated ({type(e).__name__}: {e}); delete the folder and retrain.") from e
-    m = ConvNet(**cfg); m.load_state_dict(sd); m.eval()
+        raise ValueError(f"model files in {path} are corrupt or truncated ({type(e).__name__}: {e}); delete the folder and save again.") from e
+    if not isinstance(meta, dict) or 'arch' not in meta:
+        raise ValueError(f"{path/'config.json'} was not written by `save_model` (no 'arch' entry).")
+    if meta['arch'] is not None: m = ConvNet(**meta['arch'])
+    else:
+        make_model = make_model or (_import_factory(meta['factory']) if meta.get('factory') else None)
+        if make_model is None:
+            raise ValueError(f"{path} holds a {meta.get('class')} (not a ConvNet) saved without an importable factory; "
+                             "pass `make_model`, the function that builds it.")
+        m = make_model()
+    try: m.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"the weights in {path} do not fit the model `make_model` builds: {e}") from None
+    m.eval()
     return m.to(pick_device(device) if device is not None else 'cpu')
 
 # %% ../nbs/01_models.ipynb #5ec13ed2
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 def cache_dir(cache=None) -> Path:
     "The cache folder: `cache` if given, else `$CONFIGKD_CACHE`, else `~/.cache/configkd`."
-    return Path(cache or os.environ.get('CONFIGKD_CACHE') or Path.home()/'.cache'/'configkd')
+    p = Path(cache or os.environ.get('CONFIGKD_CACHE') or Path.home()/'.cache'/'configkd')
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"the cache folder {str(p)!r} is a file; point `cache` or $CONFIGKD_CACHE at a folder.")
+    return p
 
 def config_key(**parts) -> str:
     "A short stable hash of JSON-able parts (dataclasses allowed)."
     norm = {k: (asdict(v) if hasattr(v, '__dataclass_fields__') else v) for k, v in parts.items()}
     return hashlib.sha1(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-def cached_model(kind:str, build:Callable[[], ConvNet], cache=None, **key_parts) -> ConvNet:
-    "Load the model `kind` for `key_parts` from the cache, or `build()` it and save it atomically."
+@contextlib.contextmanager
+def key_lock(path):
+    "Hold an exclusive lock for the cache entry `path` (the file `.{name}.lock` beside it) while the block runs."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: fcntl = None                        # Windows: no lock (a race only costs duplicate work)
+    with open(path.parent/f'.{path.name}.lock', 'a') as f:
+        if fcntl is not None: fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield path
+        finally:
+            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
+
+def model_identity(make_model:Callable, *args, **kwargs) -> dict:
+    "A factory's architecture for cache keys: its import path, and a hash of the module it builds (structure and shapes)."
+    with torch.random.fork_rng(devices=[]): m = make_model(*args, **kwargs)      # leaves the caller's random state alone
+    shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in m.state_dict().items()]
+    return {'factory': factory_name(make_model), 'class': type(m).__qualname__,
+            'structure': hashlib.sha1((repr(m) + repr(shapes)).encode()).hexdigest()[:12]}
+
+def assets_dir() -> Path:
+    "The folder of the checkpoints that ship with the package."
+    import configkd
+    return Path(configkd.__file__).parent/'assets'
+
+def committed_model_path(kind:str, key:str) -> Path|None:
+    "The shipped checkpoint of model `kind` whose cache key is `key`, if the package has one."
+    for p in sorted(assets_dir().glob('*/config.json')):
+        extra = json.loads(p.read_text()).get('extra', {})
+        if extra.get('kind') == kind and extra.get('key') == key: return p.parent
+    return None
+
+def _cached_meta(path:Path) -> dict|None:
+    "The config of a cache entry; None (after moving the entry aside, with a warning) if it is corrupt."
+    try: return json.loads((path/'config.json').read_text())
+    except (OSError, ValueError) as e:
+        aside = path.parent/f'.{path.name}.corrupt{secrets.token_hex(4)}'
+        os.replace(path, aside); shutil.rmtree(aside, ignore_errors=True)
+        warnings.warn(f"cache entry {path} was corrupt ({type(e).__name__}); it is rebuilt.")
+        return None
+
+def cached_model(kind:str, build:Callable[[], nn.Module], cache=None,
+                 make_model:Callable|None=None,   # factory of a module that is not a ConvNet (to load it)
+                 use_committed:bool=True, **key_parts) -> nn.Module:
+    "Load the model `kind` for `key_parts` from the shipped models or the cache, or `build()` it and cache it."
     key = config_key(version=CACHE_VERSION, kind=kind, **key_parts)
+    shipped = committed_model_path(kind, key) if use_committed else None
+    if shipped is not None: return load_model(shipped, make_model)
     path = cache_dir(cache)/f'{kind}-{key}'
-    if (path/'config.json').exists():
-        stored = json.loads((path/'config.json').read_text()).get('extra', {}).get('key')
-        if stored != key: raise ValueError(f"cache folder {path} was made by another config (key {stored} != {key}); delete it.")
-        return load_model(path)
-    model = build()
-    save_model(model, path, extra={'key': key, 'kind': kind})
+    with key_lock(path):                                     # one process builds, the others wait and load
+        meta = _cached_meta(path) if (path/'config.json').exists() else None
+        if meta is not None:
+            stored = meta.get('extra', {}).get('key')
+            if stored != key: raise ValueError(f"cache folder {path} was made by another config (key {stored} != {key}); delete it.")
+            try: return load_model(path, make_model)
+            except ValueError as e:
+                warnings.warn(f"{e} Rebuilding it."); shutil.rmtree(path, ignore_errors=True)
+        model = build()
+        save_model(model, path, extra={'key': key, 'kind': kind}, make_model=make_model)
     return model.cpu().eval()
 
 def train_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', progress=True) -> ConvNet:
@@ -217,10 +380,10 @@ def train_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, sp
     return m.cpu().eval()
 
 def get_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', cache=None, progress=True) -> ConvNet:
-    "The teacher for `data_cfg`, trained once and cached (`split='train'` gives the *biased* teacher of notebook 05)."
+    "The teacher for `data_cfg`: shipped, cached, or trained once (`split='train'` gives the *biased* teacher of notebook 05)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig.teacher()
     return cached_model(f'teacher_{split}', lambda: train_teacher(data_cfg, cfg, split, progress), cache,
-                        data=data_cfg, train=cfg, arch=make_teacher().config)
+                        data=data_cfg.fields_for(split), train=cfg, arch=make_teacher().config)
 
 def train_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, progress=True) -> ConvNet:
     "Train the student with plain cross-entropy on the biased train split (ERM)."
@@ -234,7 +397,7 @@ def get_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, 
     "The ERM student for `data_cfg`, trained once and cached."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig()
     return cached_model('erm_student', lambda: train_erm_student(data_cfg, cfg, progress), cache,
-                        data=data_cfg, train=cfg, arch=make_student().config)
+                        data=data_cfg.fields_for('train'), train=cfg, arch=make_student().config)
 
 # %% ../nbs/01_models.ipynb #e11b64af
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image normalisation (openai/clip-vit-*)

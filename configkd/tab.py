@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import GroupedImages, DigitsConfig, spurious_digits
-from .models import pick_device, seed_everything, make_student, predict
+from .models import pick_device, seed_everything, make_student, predict, fixed_threads, logits_of
 from .errors import GroupReport, evaluate
 from .distill import kd_loss, DistillConfig, Distiller, run_method
 
@@ -51,9 +51,12 @@ class TabConfig:
     k:int = 2                # clusters per class
     n_init:int = 10          # k-means restarts (fixed, seeded)
     seed:int = 0             # initialisation, batching, clustering and resampling seed
+    n_per_epoch:int|None = None  # images per epoch (uniform: cycling through shuffles; TAB: drawn by the sampler); None: len(ds)
 
     def __post_init__(self):
         if self.epochs < 1 or self.helper_epochs < 1: raise ValueError("`epochs` and `helper_epochs` must be >= 1.")
+        if self.bs < 1: raise ValueError(f"`bs` must be >= 1, got {self.bs}.")
+        if self.n_per_epoch is not None and self.n_per_epoch < 1: raise ValueError(f"`n_per_epoch` must be >= 1 or None, got {self.n_per_epoch}.")
         if self.k < 2: raise ValueError(f"`k` must be >= 2 clusters per class, got {self.k}.")
         if not self.T > 0: raise ValueError(f"`T` must be > 0, got {self.T}.")
 
@@ -72,13 +75,17 @@ class KDRun:
     history:pd.DataFrame
     losses:torch.Tensor|None = None   # (N, epochs) per-sample KD loss after each epoch
 
-def _epoch_indices(sampler, ep:int, n:int, seed:int) -> torch.Tensor:
-    if sampler is None: return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + ep))
+def _epoch_indices(sampler, ep:int, n:int, seed:int, k:int|None=None) -> torch.Tensor:
+    if sampler is None:                   # uniform: k indices cycling through shuffles of range(n)
+        gen = torch.Generator().manual_seed(seed * 100_003 + ep)
+        k = n if k is None else k
+        return torch.cat([torch.randperm(n, generator=gen) for _ in range((k + n - 1) // n)])[:k]
     idx = torch.as_tensor(sampler(ep) if callable(sampler) else sampler[ep]).long().reshape(-1)
     if len(idx) == 0: raise ValueError(f"the sampler gave no indices for epoch {ep}.")
     if idx.min() < 0 or idx.max() >= n: raise ValueError(f"the sampler gave indices outside [0, {n}) for epoch {ep}.")
     return idx
 
+@fixed_threads()
 def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logits aligned with `ds`
            cfg:TabConfig|None=None,
            sampler=None,               # epoch -> indices (e.g. `BalancedSampler`), a list of index lists, or None (uniform)
@@ -104,12 +111,12 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for ep in bar:
         for grp in opt.param_groups: grp['lr'] = cfg.lr * 0.5 * (1 + math.cos(math.pi * ep / epochs))
-        order = _epoch_indices(sampler, ep, n, cfg.seed)
+        order = _epoch_indices(sampler, ep, n, cfg.seed, cfg.n_per_epoch)
         student.train(); tot = 0.0
         for s in range(0, len(order), cfg.bs):
             idx = order[s:s + cfg.bs]
             x, t = ds.images[idx].to(device), tl[idx].to(device)          # (B, C, H, W), (B, K)
-            loss = kd_loss(student(x), t, cfg.T)
+            loss = kd_loss(logits_of(student(x)), t, cfg.T)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             tot += loss.item() * len(idx)
         row = {'epoch': ep + 1, 'loss': tot / len(order), 'n_seen': len(order), 'n_unique': len(order.unique())}
@@ -133,6 +140,7 @@ def cluster_histories(H:torch.Tensor,          # (N, E) loss histories
                       n_classes:int|None=None, k:int=2, n_init:int=10, seed:int=0) -> torch.Tensor:
     "Per-class k-means on loss histories; returns each sample's cluster rank `(N,)` (0 = lowest mean loss)."
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
     H, y = torch.as_tensor(H).float().cpu(), torch.as_tensor(y).long().cpu().reshape(-1)
     if H.ndim != 2 or len(H) != len(y):
         raise ValueError(f"`H` must be (N, E) with one row per label; got {tuple(H.shape)} for {len(y)} labels.")
@@ -150,7 +158,8 @@ def cluster_histories(H:torch.Tensor,          # (N, E) loss histories
             warnings.warn(f"class {c} has {len(idx)} sample(s), fewer than k={k}: kept as one pseudo-group."); continue
         if len(np.unique(np.round(X, 6), axis=0)) < k:
             warnings.warn(f"class {c}: fewer than k={k} distinct loss histories: kept as one pseudo-group."); continue
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(X)
+        with threadpool_limits(1):      # k-means sums in threads too: one thread, the same clusters on every machine
+            km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(X)
         order = np.argsort(km.cluster_centers_.mean(1), kind='stable')        # cluster ids, lowest mean loss first
         rank[idx] = torch.as_tensor(np.argsort(order)[km.labels_]).long()
     return rank
@@ -259,7 +268,7 @@ def run_tab(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher log
     else:
         pseudo = torch.as_tensor(groups).long().reshape(-1)
         if len(pseudo) != len(ds): raise ValueError(f"`groups` has {len(pseudo)} entries for {len(ds)} samples.")
-    sampler = BalancedSampler(pseudo, len(ds), cfg.seed)
+    sampler = BalancedSampler(pseudo, cfg.n_per_epoch or len(ds), cfg.seed)
     run = kd_fit(ds, teacher_logits, cfg, sampler, device=device, progress=progress, desc='TAB' if groups is None else 'oracle')
     return TabResult(run.student, run.history, pseudo, sampler, H, rank, quality)
 
