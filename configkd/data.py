@@ -4,10 +4,10 @@
 
 # %% ../nbs/00_data.ipynb #3ccc2ae5
 from __future__ import annotations
-import csv, math, warnings
+import csv, json, math, os, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['WARM', 'COOL', 'NEUTRAL', 'SPLITS', 'ATTR_NAMES', 'CELEBA_SOURCE', 'WATERBIRDS_SOURCE', 'check_images',
            'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names', 'raw_digits', 'render_digits', 'make_split',
-           'spurious_digits', 'show_images', 'annotate', 'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds',
-           'download_celeba']
+           'spurious_digits', 'border_attr', 'stroke_attr', 'digits_attr_reader', 'show_images', 'annotate',
+           'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds', 'download_celeba']
 
 # %% ../nbs/00_data.ipynb #93201ade
 def check_images(x, name:str='images', channels:Sequence[int]=(1, 3)) -> torch.Tensor:
@@ -41,32 +41,62 @@ def check_images(x, name:str='images', channels:Sequence[int]=(1, 3)) -> torch.T
 
 # %% ../nbs/00_data.ipynb #959b1bc3
 def _long(v, n, name):
-    v = torch.as_tensor(v).long().reshape(-1)
-    if len(v) != n: raise ValueError(f"`{name}` has {len(v)} entries but there are {n} images; give one per image.")
-    return v
+    t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+    if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
+        raise ValueError(f"`{name}` holds non-integer values (e.g. {t[(t != t.round()) | ~torch.isfinite(t)][0].item()}): "
+                         "give integer ids (class labels, not probabilities; soft labels come from the teacher).")
+    t = t.long().reshape(-1)
+    if len(t) != n: raise ValueError(f"`{name}` has {len(t)} entries but there are {n} images; give one per image.")
+    return t
+
+def _storage(x, name='images') -> torch.Tensor:
+    "Images as stored: uint8 kept (0-255), float64/float16 converted to float32, all checked."
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"`{name}` must be (N, C, H, W) with 1 or 3 channels, got shape {tuple(x.shape)}.")
+        return x
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32: x = x.float()
+    return check_images(x, name)
 
 class GroupedImages(torch.utils.data.Dataset):
-    "Images `(N, C, H, W)` in [0, 1] with labels `y`, spurious attribute `a`, group `g = y*n_attrs + a`, class `cls`, source id `src`."
-    def __init__(self, images:torch.Tensor, # (N, C, H, W) float in [0, 1]
+    "Images `(N, C, H, W)` (float in [0, 1] or uint8) with labels `y`, attribute `a`, group `g = y*n_attrs + a`, class `cls`, source `src`."
+    def __init__(self, images:torch.Tensor, # (N, C, H, W) float in [0, 1], or uint8 0-255 (converted per batch)
                  y, # (N,) class labels in [0, n_classes)
-                 a, # (N,) spurious attribute in [0, n_attrs)
+                 a=None, # (N,) spurious attribute in [0, n_attrs); None: unknown (one attribute value)
                  cls=None, # (N,) finer class (e.g. the digit), defaults to `y`
                  src=None, # (N,) source image id, defaults to 0..N-1
-                 n_classes:int=2, n_attrs:int=2,
+                 n_classes:int=2, n_attrs:int|None=None,   # n_attrs default: 2 if `a` is given, else 1
                  class_names:Sequence[str]|None=None, attr_names:Sequence[str]|None=None):
-        self.images = check_images(images)
-        n = len(self.images)
-        self.y, self.a = _long(y, n, 'y'), _long(a, n, 'a')
+        self.data = _storage(images)
+        n = len(self.data)
+        if n_attrs is None: n_attrs = 1 if a is None else 2
+        self.y = _long(y, n, 'y')
+        self.a = torch.zeros(n, dtype=torch.long) if a is None else _long(a, n, 'a')
         self.cls = self.y.clone() if cls is None else _long(cls, n, 'cls')
         self.src = torch.arange(n) if src is None else _long(src, n, 'src')
-        self.n_classes, self.n_attrs = n_classes, n_attrs
+        for k, name in ((n_classes, 'n_classes'), (n_attrs, 'n_attrs')):
+            if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"`{name}` must be a whole number >= 1, got {k!r}.")
+        self.n_classes, self.n_attrs = int(n_classes), int(n_attrs)
         for v, k, name in ((self.y, n_classes, 'y'), (self.a, n_attrs, 'a')):
             if n and (v.min() < 0 or v.max() >= k):
                 raise ValueError(f"`{name}` must lie in [0, {k}), got values in [{v.min().item()}, {v.max().item()}]; "
                                  f"set `n_{'classes' if name == 'y' else 'attrs'}` to match.")
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
-        self.attr_names = list(attr_names) if attr_names is not None else [f"a{i}" for i in range(n_attrs)]
+        self.attr_names = list(attr_names) if attr_names is not None else ([f"a{i}" for i in range(n_attrs)] if a is not None else ['?'])
+        if len(self.class_names) != self.n_classes or len(self.attr_names) != self.n_attrs:
+            raise ValueError(f"{len(self.class_names)} class names for {self.n_classes} classes or {len(self.attr_names)} "
+                             f"attribute names for {self.n_attrs} attribute values; give one name each.")
 
+    @property
+    def images(self) -> torch.Tensor:
+        "All images as float32 in [0, 1] `(N, C, H, W)` (a converted copy for uint8 storage)."
+        return self.data if self.data.is_floating_point() else self.data.float() / 255
+    def take(self, idx) -> torch.Tensor:
+        "The images `idx` (indices, slice or mask) as float32 in [0, 1]."
+        x = self.data[idx]
+        return x if x.is_floating_point() else x.float() / 255
+    @property
+    def shape(self) -> tuple: return tuple(self.data.shape[1:])
     @property
     def g(self) -> torch.Tensor: return self.y * self.n_attrs + self.a
     @property
@@ -74,19 +104,26 @@ class GroupedImages(torch.utils.data.Dataset):
     @property
     def group_names(self) -> list[str]:
         return [f"{c}·{a}" for c in self.class_names for a in self.attr_names]
-    def __len__(self): return len(self.images)
+    def __len__(self): return len(self.data)
     def meta(self) -> dict:
         return dict(n_classes=self.n_classes, n_attrs=self.n_attrs, class_names=self.class_names, attr_names=self.attr_names)
 
     def __getitem__(self, i):
-        if isinstance(i, (int, np.integer)): return self.images[i], self.y[i], self.g[i], torch.tensor(int(i))
+        if isinstance(i, (int, np.integer)): return self.take(i), self.y[i], self.g[i], torch.tensor(int(i))
         i = torch.as_tensor(np.arange(len(self))[i] if isinstance(i, slice) else i)
         if i.dtype == torch.bool: i = i.nonzero().squeeze(1)
-        return GroupedImages(self.images[i], self.y[i], self.a[i], self.cls[i], self.src[i], **self.meta())
+        return self._subset(i)
+
+    def _subset(self, i) -> 'GroupedImages':
+        "A smaller set with the same metadata (images are not re-checked: they were checked once)."
+        out = GroupedImages.__new__(GroupedImages)
+        out.__dict__.update(self.__dict__)
+        for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, getattr(self, k)[i])
+        return out
 
     def __repr__(self):
         c = self.group_counts().tolist()
-        return f"GroupedImages(n={len(self)}, shape={tuple(self.images.shape[1:])}, group counts={c})"
+        return f"GroupedImages(n={len(self)}, shape={self.shape}, {self.data.dtype}, group counts={c})"
 
     def group_counts(self) -> torch.Tensor:
         "Number of images in each group, `(n_groups,)`."
@@ -98,13 +135,20 @@ class GroupedImages(torch.utils.data.Dataset):
         out.__dict__.update({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
         return out
 
+    def as_uint8(self) -> 'GroupedImages':
+        "The same set stored as uint8 (rounded to 1/255)."
+        if self.data.dtype == torch.uint8: return self
+        out = self._subset(slice(None)); out.data = (self.data * 255).round().to(torch.uint8)
+        return out
+
     def batches(self, bs:int=128, shuffle:bool=False, seed:int|None=0) -> Iterator[tuple]:
-        "Yield `(x, y, g, idx)` batches by slicing (fast: no per-item collation)."
+        "Yield `(x, y, g, idx)` batches by slicing (fast: no per-item collation); `x` is float in [0, 1]."
+        if bs < 1: raise ValueError(f"`bs` must be >= 1, got {bs}.")
         n = len(self)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
         for s in range(0, n, bs):
             idx = order[s:s + bs]
-            yield self.images[idx], self.y[idx], self.g[idx], idx
+            yield self.take(idx), self.y[idx], self.g[idx], idx
 
     def loader(self, bs:int=128, shuffle:bool=False, seed:int=0, **kwargs) -> torch.utils.data.DataLoader:
         "A standard `DataLoader` over `(x, y, g, idx)` items (for code that expects one)."
@@ -113,15 +157,43 @@ class GroupedImages(torch.utils.data.Dataset):
 
     @staticmethod
     def cat(parts:Sequence['GroupedImages']) -> 'GroupedImages':
-        "Concatenate datasets with the same classes, attributes and image shape."
+        "Concatenate datasets with the same classes, attributes and image shape (float images join uint8 ones as uint8)."
         parts = [p for p in parts if p is not None]
         if not parts: raise ValueError("`parts` is empty: give at least one GroupedImages to concatenate.")
-        m, shp = parts[0].meta(), parts[0].images.shape[1:]
+        m, shp = parts[0].meta(), parts[0].shape
         for p in parts[1:]:
-            if p.meta() != m or p.images.shape[1:] != shp:
-                raise ValueError(f"cannot concatenate: {p.meta()} {tuple(p.images.shape[1:])} vs {m} {tuple(shp)}.")
-        cat = lambda k: torch.cat([getattr(p, k) for p in parts])
-        return GroupedImages(cat('images'), cat('y'), cat('a'), cat('cls'), cat('src'), **m)
+            if p.meta() != m or p.shape != shp:
+                raise ValueError(f"cannot concatenate: {p.meta()} {p.shape} vs {m} {shp}.")
+        if any(p.data.dtype == torch.uint8 for p in parts): parts = [p.as_uint8() for p in parts]
+        out = parts[0]._subset(slice(None))
+        for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, torch.cat([getattr(p, k) for p in parts]))
+        return out
+
+    def save(self, path):
+        "Write the set to one safetensors file (images in their storage dtype, labels, names), atomically."
+        from safetensors.torch import save_file
+        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
+        try:
+            save_file({k: getattr(self, k).contiguous() for k in ('data', 'y', 'a', 'cls', 'src')}, tmp,
+                      metadata={'configkd': 'GroupedImages', 'meta': json.dumps(self.meta())})
+            os.replace(tmp, path)
+        finally: tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def load(path) -> 'GroupedImages':
+        "Read a set written by `save`; a clear error for a missing or foreign file."
+        from safetensors import safe_open
+        path = Path(path)
+        if not path.is_file(): raise FileNotFoundError(f"{path} not found: give a file written by `GroupedImages.save`.")
+        try:
+            with safe_open(str(path), 'pt') as f:
+                md = f.metadata() or {}
+                if md.get('configkd') != 'GroupedImages': raise ValueError('not a GroupedImages file')
+                t = {k: f.get_tensor(k) for k in ('data', 'y', 'a', 'cls', 'src')}
+        except Exception as e:
+            raise ValueError(f"{path} is not a dataset written by `GroupedImages.save` or is corrupt ({e}).") from None
+        return GroupedImages(t['data'], t['y'], t['a'], t['cls'], t['src'], **json.loads(md['meta']))
 
 # %% ../nbs/00_data.ipynb #b921689e
 WARM = ((0.85, 0.35, 0.20), (0.90, 0.60, 0.15), (0.80, 0.25, 0.45), (0.75, 0.50, 0.25))   # reds, oranges, pinks, browns
@@ -149,7 +221,14 @@ class DigitsConfig:
         if self.cue not in ('background', 'stroke'): raise ValueError(f"`cue` must be 'background' or 'stroke', got {self.cue!r}.")
         for k in ('minority_frac', 'pool_skew'):
             if not 0 <= getattr(self, k) <= 1: raise ValueError(f"`{k}` must lie in [0, 1], got {getattr(self, k)}.")
-        if abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) <= 0:
+        for k in ('jitter', 'noise'):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1): raise ValueError(f"`{k}` must be a number in [0, 1], got {v}.")
+        if not (isinstance(self.shift, int) and 0 <= self.shift < self.size // 2): raise ValueError(f"`shift` must be a whole number in [0, {self.size // 2}), got {self.shift}.")
+        if not (isinstance(self.pool_renders, int) and self.pool_renders >= 1): raise ValueError(f"`pool_renders` must be a whole number >= 1, got {self.pool_renders}.")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**31): raise ValueError(f"`seed` must be a whole number in [0, 2**31), got {self.seed}.")
+        self.fractions = tuple(self.fractions)
+        if len(self.fractions) != 4 or abs(sum(self.fractions) - 1) > 1e-6 or min(self.fractions) <= 0:
             raise ValueError(f"`fractions` must be 4 positive shares summing to 1, got {self.fractions}.")
 
     @classmethod
@@ -249,6 +328,27 @@ def spurious_digits(cfg:DigitsConfig|None=None, splits:Sequence[str]=SPLITS) -> 
             a = torch.where(keep, y, 1 - y)
         out[name] = make_split(cfg, src, a, seed_offset=k)
     return out
+
+# %% ../nbs/00_data.ipynb #41ed4683
+def border_attr(images:torch.Tensor) -> torch.Tensor:
+    "Spurious Digits' background attribute read off RGB images: 0 warm (border more red than blue), 1 cool. `(N,)`"
+    x = check_images(images, 'images', channels=(3,))
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)   # (N, 3, 4H-4)
+    m = border.mean(2)                                                                          # (N, 3)
+    return (m[:, 2] > m[:, 0]).long()
+
+def stroke_attr(images:torch.Tensor, q:float=0.85) -> torch.Tensor:
+    "Spurious Digits' stroke attribute read off RGB images: the colour of the pixels farthest from the border colour. `(N,)`"
+    x = check_images(images, 'images', channels=(3,))
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)   # (N, 3, 4H-4)
+    d = (x - border.median(2).values[:, :, None, None]).norm(dim=1).flatten(1)                  # (N, H*W)
+    w = (d >= d.quantile(q, dim=1, keepdim=True)).float()                                       # the stroke's core
+    m = (x.flatten(2) * w[:, None]).sum(2) / w.sum(1, keepdim=True)                             # (N, 3)
+    return (m[:, 2] > m[:, 0]).long()
+
+def digits_attr_reader(cfg:DigitsConfig|None=None) -> Callable[[torch.Tensor], torch.Tensor]:
+    "The attribute reader of a Spurious Digits config: `border_attr` for the background cue, `stroke_attr` for the stroke cue."
+    return stroke_attr if (cfg or DigitsConfig()).cue == 'stroke' else border_attr
 
 # %% ../nbs/00_data.ipynb #9ca12907
 def show_images(images:torch.Tensor, # (N, C, H, W) in [0, 1]
