@@ -5,7 +5,7 @@
 # %% ../nbs/02_error_decomposition.ipynb #9716b910
 from __future__ import annotations
 import json, math, warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -102,7 +102,7 @@ def plot_group_accuracy(reports:dict[str, GroupReport], ax=None, title:str='test
     rows = [dict(model=k, group=r_.table.name[i], acc=r_.table.acc[i], lo=r_.table.ci_low[i], hi=r_.table.ci_high[i])
             for k, r_ in reports.items() for i in range(len(r_.table))]
     df = pd.DataFrame(rows)
-    if ax is None: _, ax = plt.subplots(figsize=(1.6 + 1.4 * df.group.nunique(), 3.2))
+    if ax is None: _, ax = plt.subplots(figsize=(2.6 + 1.4 * df.group.nunique(), 3.2))
     sns.barplot(df, x='group', y='acc', hue='model', ax=ax, errorbar=None)
     groups, models = list(dict.fromkeys(df.group)), list(reports)
     from matplotlib.container import BarContainer
@@ -111,12 +111,14 @@ def plot_group_accuracy(reports:dict[str, GroupReport], ax=None, title:str='test
         sub = df[df.model == mname].set_index('group').loc[groups]
         xs = [b.get_x() + b.get_width() / 2 for b in cont]
         ax.errorbar(xs, sub.acc, yerr=[sub.acc - sub.lo, sub.hi - sub.acc], fmt='none', c='k', lw=0.8, capsize=2)
-        ax.axhline(reports[mname].wga, ls='--', lw=0.8, c=cont.patches[0].get_facecolor(), label=f'{mname} WGA')
-    if annotate_gap and len(models) == 2:
+        ax.axhline(reports[mname].wga, ls='--', lw=1.2, c=cont.patches[0].get_facecolor(), label=f'{mname} WGA',
+                   clip_on=False, zorder=3)         # visible even at 0
+    if annotate_gap and len(models) == 2:          # the accuracy gap per group (not the Δ of the decomposition below)
         a, b = (df[df.model == m].set_index('group').loc[groups].acc.values for m in models)
         for i, gap in enumerate(a - b):
-            if np.isfinite(gap): ax.text(i, 1.06, f"Δ={gap:+.2f}", ha='center', fontsize=8)
-    ax.set_ylim(0, 1.15); ax.set_ylabel('accuracy'); ax.set_title(title); ax.legend(fontsize=7, loc='lower right')
+            if np.isfinite(gap): ax.text(i, 1.07, f"gap {gap:+.2f}", ha='center', fontsize=8)
+    ax.set_ylim(-0.03, 1.15); ax.set_ylabel('accuracy'); ax.set_title(title)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False)   # beside the bars, never over them
     return ax
 
 # %% ../nbs/02_error_decomposition.ipynb #939e8118
@@ -135,7 +137,7 @@ def soft_ce(logits:torch.Tensor, target_probs:torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Decomposition:
-    "Δ = Ω + Ψ for one student (risks in nats)."
+    "Δ = Ω + Ψ for one student (risks in nats: natural-log cross-entropies)."
     R_D_train:float      # KD risk on train (teacher soft labels)
     R_train:float        # true-label risk on train
     R_test:float         # true-label risk on test
@@ -163,25 +165,29 @@ def decompose(student, teacher, train:GroupedImages, test:GroupedImages) -> Deco
 
 # %% ../nbs/02_error_decomposition.ipynb #866c3c7a
 from fastcore.script import call_parse
+from .models import atomic_write, cli_errors, check_seed
 
 def run_foundation(out='runs/foundation', seed:int=0, task:str='ge5', cue:str='background', minority_frac:float=0.0,
                    size:int=16, device=None, progress:bool=True) -> dict:
     "Data -> teacher and ERM student (cached) -> group reports and decomposition, saved under `out`."
-    import matplotlib; import matplotlib.pyplot as plt
-    cfg = DigitsConfig(size=size, task=task, cue=cue, minority_frac=minority_frac, seed=seed)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt
+    cfg = DigitsConfig(size=size, task=task, cue=cue, minority_frac=minority_frac, seed=check_seed(seed))
+    dev, out = pick_device(device), Path(out)
+    if out.exists() and not out.is_dir(): raise ValueError(f"--out {str(out)!r} is a file; give a folder.")
     data = spurious_digits(cfg)
-    teacher = get_teacher(cfg, TrainConfig.teacher(seed=seed), progress=progress)
-    student = get_erm_student(cfg, TrainConfig(seed=seed), progress=progress)
+    teacher = get_teacher(cfg, TrainConfig.teacher(seed=seed), progress=progress, device=dev).to(dev)
+    student = get_erm_student(cfg, TrainConfig(seed=seed), progress=progress, device=dev).to(dev)
     m = data['train'].group_counts()
     reps = {'teacher': evaluate(teacher, data['test'], m), 'erm_student': evaluate(student, data['test'], m)}
     dec = decompose(student, teacher, data['train'], data['test'])
-    res = {'config': cfg.__dict__ | {'fractions': list(cfg.fractions)},
+    res = {'config': asdict(cfg) | {'fractions': list(cfg.fractions)}, 'device': str(dev),
            'models': {k: {**r.summary(), 'group_acc': dict(zip(r.table.name, r.table.acc))} for k, r in reps.items()},
            'decomposition': dec.as_dict(), 'omega_per_group': dec.omega_per_group.to_dict()}
-    tmp = out/'metrics.json.tmp'; tmp.write_text(json.dumps(res, indent=1, default=float)); tmp.replace(out/'metrics.json')
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1, default=float)))
     ax = plot_group_accuracy({'teacher': reps['teacher'], 'ERM student': reps['erm_student']})
-    ax.figure.savefig(out/'group_accuracy.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)
+    try: atomic_write(out/'group_accuracy.png', lambda tmp: ax.figure.savefig(tmp, format='png', dpi=120, bbox_inches='tight'))
+    finally: plt.close(ax.figure)
     return res
 
 @call_parse
@@ -193,9 +199,11 @@ def foundation_cli(out:str='runs/foundation',   # output folder (metrics.json, g
                    size:int=16,                 # image size: 16 or 32
                    device:str=None):            # cpu, cuda, ...; default: best available
     "Run notebooks 00-02 end to end: data, teacher, ERM student, group metrics and the Ω/Ψ decomposition."
-    if seed < 0: raise SystemExit(f"--seed must be >= 0, got {seed}.")
-    res = run_foundation(out, seed, task, cue, minority_frac, size, device)
+    with cli_errors('configkd_foundation'):
+        check_seed(seed); pick_device(device)
+        DigitsConfig(size=size, task=task, cue=cue, minority_frac=minority_frac, seed=seed)   # bad options fail before any work
+        res = run_foundation(out, seed, task, cue, minority_frac, size, device)
     print(pd.DataFrame({k: {kk: v[kk] for kk in ('wga', 'mga', 'train_weighted_acc', 'acc')} for k, v in res['models'].items()}).T.round(3).to_string())
     print('\ngroup accuracy:\n' + pd.DataFrame({k: v['group_acc'] for k, v in res['models'].items()}).T.round(3).to_string())
     print('\nΔ = Ω + Ψ (nats): ' + ', '.join(f"{k}={v:.3f}" for k, v in res['decomposition'].items()))
-    print(f"\nwrote {Path(out)/'metrics.json'} and {Path(out)/'group_accuracy.png'}")
+    print(f"\nwrote {Path(out)/'metrics.json'} and {Path(out)/'group_accuracy.png'} (device {res['device']})")

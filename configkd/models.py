@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #aa001594
 from __future__ import annotations
-import contextlib, hashlib, itertools, json, math, os, random, secrets, shutil, tempfile, warnings
+import contextlib, hashlib, itertools, json, math, os, random, secrets, shutil, sys, tempfile, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,21 +18,26 @@ from tqdm.auto import tqdm
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 
 # %% auto #0
-__all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'CLIP_MEAN', 'CLIP_STD', 'pick_device', 'seed_everything',
-           'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student', 'make_teacher', 'n_params',
-           'TrainConfig', 'logits_of', 'model_device', 'fit', 'predict', 'predict_proba', 'group_accuracy',
-           'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name', 'save_model', 'load_model',
-           'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path',
-           'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'clip_resize',
-           'CLIPTeacher', 'tiny_clip']
+__all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
+           'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
+           'make_teacher', 'n_params', 'TrainConfig', 'logits_of', 'model_device', 'fit', 'predict', 'predict_proba',
+           'group_accuracy', 'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name', 'save_model',
+           'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path',
+           'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'cli_errors',
+           'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
     "The device to use: `device` if given, else CUDA, else MPS, else CPU."
     if device is not None:
-        try: return torch.device(device)
+        try: d = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"`device` {device!r} is not a device torch knows; use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from None
+        if d.type == 'cuda' and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+            raise ValueError(f"`device` {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use 'cpu' or leave it unset.")
+        if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
+            raise ValueError(f"`device` {device!r}: MPS is not available here; use 'cpu' or leave it unset.")
+        return d
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -371,33 +376,52 @@ def cached_model(kind:str, build:Callable[[], nn.Module], cache=None,
         save_model(model, path, extra={'key': key, 'kind': kind}, make_model=make_model)
     return model.cpu().eval()
 
-def train_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', progress=True) -> ConvNet:
+def train_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', progress=True, device=None) -> ConvNet:
     "Train the teacher on a Spurious Digits split (`teacher`: group-balanced, i.e. robust; `train`: biased)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig.teacher()
     ds = spurious_digits(data_cfg, splits=[split])[split]
     seed_everything(cfg.seed); m = make_teacher(ds.n_classes)
-    fit(m, ds, cfg, progress=progress, desc=f'teacher ({split})')
+    fit(m, ds, cfg, device=device, progress=progress, desc=f'teacher ({split})')
     return m.cpu().eval()
 
-def get_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', cache=None, progress=True) -> ConvNet:
+def get_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', cache=None, progress=True,
+                device=None) -> ConvNet:   # where to train it if it is not shipped or cached (it is returned on the CPU)
     "The teacher for `data_cfg`: shipped, cached, or trained once (`split='train'` gives the *biased* teacher of notebook 05)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig.teacher()
-    return cached_model(f'teacher_{split}', lambda: train_teacher(data_cfg, cfg, split, progress), cache,
+    return cached_model(f'teacher_{split}', lambda: train_teacher(data_cfg, cfg, split, progress, device), cache,
                         data=data_cfg.fields_for(split), train=cfg, arch=make_teacher().config)
 
-def train_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, progress=True) -> ConvNet:
+def train_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, progress=True, device=None) -> ConvNet:
     "Train the student with plain cross-entropy on the biased train split (ERM)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig()
     ds = spurious_digits(data_cfg, splits=['train'])['train']
     seed_everything(cfg.seed); m = make_student(ds.n_classes)
-    fit(m, ds, cfg, progress=progress, desc='ERM student')
+    fit(m, ds, cfg, device=device, progress=progress, desc='ERM student')
     return m.cpu().eval()
 
-def get_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, cache=None, progress=True) -> ConvNet:
+def get_erm_student(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, cache=None, progress=True, device=None) -> ConvNet:
     "The ERM student for `data_cfg`, trained once and cached."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig()
-    return cached_model('erm_student', lambda: train_erm_student(data_cfg, cfg, progress), cache,
+    return cached_model('erm_student', lambda: train_erm_student(data_cfg, cfg, progress, device), cache,
                         data=data_cfg.fields_for('train'), train=cfg, arch=make_student().config)
+
+# %% ../nbs/01_models.ipynb #e6a1c601
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ImportError)
+
+@contextlib.contextmanager
+def cli_errors(prog:str):   # the console script's name, printed before the message
+    "Turn bad input (`USER_ERRORS`) inside the block into `prog: error: message` on stderr and exit status 2."
+    try: yield
+    except USER_ERRORS as e:
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        print(f"{prog}: error: {msg}", file=sys.stderr); sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished work is kept, rerun the same command to resume.", file=sys.stderr); sys.exit(130)
+
+def check_seed(seed:int, name:str='seed') -> int:
+    "A seed every generator accepts: a whole number in [0, 2**31)."
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31: raise ValueError(f"--{name} must be a whole number in [0, 2**31), got {seed}.")
+    return int(seed)
 
 # %% ../nbs/01_models.ipynb #e11b64af
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image normalisation (openai/clip-vit-*)
