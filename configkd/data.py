@@ -59,7 +59,7 @@ def _storage(x, name='images') -> torch.Tensor:
     return check_images(x, name)
 
 class GroupedImages(torch.utils.data.Dataset):
-    "Images `(N, C, H, W)` (float in [0, 1] or uint8) with labels `y`, attribute `a`, group `g = y*n_attrs + a`, class `cls`, source `src`."
+    "Images `(N, C, H, W)` (float in [0, 1] or uint8) with labels `y`, attribute `a` (-1: unknown), group `g = y*n_attrs + a`, class `cls`, source `src`."
     def __init__(self, images:torch.Tensor, # (N, C, H, W) float in [0, 1], or uint8 0-255 (converted per batch)
                  y, # (N,) class labels in [0, n_classes)
                  a=None, # (N,) spurious attribute in [0, n_attrs); None: unknown (one attribute value)
@@ -77,8 +77,8 @@ class GroupedImages(torch.utils.data.Dataset):
         for k, name in ((n_classes, 'n_classes'), (n_attrs, 'n_attrs')):
             if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"`{name}` must be a whole number >= 1, got {k!r}.")
         self.n_classes, self.n_attrs = int(n_classes), int(n_attrs)
-        for v, k, name in ((self.y, n_classes, 'y'), (self.a, n_attrs, 'a')):
-            if n and (v.min() < 0 or v.max() >= k):
+        for v, k, name in ((self.y, n_classes, 'y'), (self.a[self.a != -1], n_attrs, 'a')):   # a = -1: unknown for that image
+            if len(v) and (v.min() < 0 or v.max() >= k):
                 raise ValueError(f"`{name}` must lie in [0, {k}), got values in [{v.min().item()}, {v.max().item()}]; "
                                  f"set `n_{'classes' if name == 'y' else 'attrs'}` to match.")
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
@@ -98,7 +98,9 @@ class GroupedImages(torch.utils.data.Dataset):
     @property
     def shape(self) -> tuple: return tuple(self.data.shape[1:])
     @property
-    def g(self) -> torch.Tensor: return self.y * self.n_attrs + self.a
+    def g(self) -> torch.Tensor:
+        "Group ids `y * n_attrs + a`; -1 where the attribute is unknown (a = -1)."
+        return torch.where(self.a >= 0, self.y * self.n_attrs + self.a, torch.full_like(self.a, -1))
     @property
     def n_groups(self) -> int: return self.n_classes * self.n_attrs
     @property
@@ -126,8 +128,9 @@ class GroupedImages(torch.utils.data.Dataset):
         return f"GroupedImages(n={len(self)}, shape={self.shape}, {self.data.dtype}, group counts={c})"
 
     def group_counts(self) -> torch.Tensor:
-        "Number of images in each group, `(n_groups,)`."
-        return torch.bincount(self.g, minlength=self.n_groups)
+        "Number of images in each group, `(n_groups,)` (images of unknown attribute are not counted)."
+        g = self.g
+        return torch.bincount(g[g >= 0], minlength=self.n_groups)
 
     def to(self, device):
         "A copy whose tensors live on `device`."
@@ -372,7 +375,7 @@ def annotate(ds:GroupedImages, probs:dict[str, torch.Tensor]|None=None, label:bo
     "Titles for `ds`: label and group names, or one line per entry of `probs` (name -> (N,) probabilities)."
     out = []
     for i in range(len(ds)):
-        parts = [f"y={ds.class_names[ds.y[i]]} {ds.attr_names[ds.a[i]]}"] if label else []
+        parts = [f"y={ds.class_names[ds.y[i]]} {ds.attr_names[ds.a[i]] if ds.a[i] >= 0 else '?'}"] if label else []
         parts += [f"{k}={float(v[i]):.2f}" for k, v in (probs or {}).items()]
         out.append('\n'.join(parts))
     return out

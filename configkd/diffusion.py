@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_guided_diffusion.ipynb #88d49d01
 from __future__ import annotations
-import contextlib, copy, hashlib, json, math, os, tempfile, time
+import contextlib, copy, hashlib, json, math, os, tempfile, time, warnings
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,19 +15,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split
-from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba,
-                             cache_dir, config_key, cached_model, _atomic_dir, n_params, atomic_torch_save, atomic_write,
-                             get_teacher, get_erm_student, load_model, fixed_threads)
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split, digits_attr_reader
+from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba, logits_of,
+                             cache_dir, config_key, cached_model, _atomic_dir, check_model_dir, n_params, atomic_torch_save,
+                             atomic_write, get_teacher, get_erm_student, load_model, fixed_threads, key_lock, assets_dir)
 
 # %% auto #0
-__all__ = ['DIFFUSION_CACHE_VERSION', 'DiffusionConfig', 'make_unet', 'make_scheduler', 'to_unit', 'from_unit', 'diffusion_data',
-           'train_diffusion', 'diffusion_key', 'save_diffusion', 'load_diffusion', 'committed_diffusion_path',
-           'get_diffusion', 'train_diffusion_cli', 'config_objective', 'frozen', 'latent_opt', 'ddim_scheduler',
-           'x0_from_eps', 'ddim_step', 'PixelDenoiser', 'LatentDenoiser', 'image_seed', 'GuideConfig', 'guided_sample',
-           'reconstruct', 'purify', 'train_digit_checker', 'get_digit_checker', 'background_attr', 'sample_fidelity',
-           'select_sources', 'config_round', 'round_summary', 'GenStore', 'generate_to_store', 'tiny_latent_denoiser',
-           'process_group', 'generate_cli']
+__all__ = ['DIFFUSION_CACHE_VERSION', 'PREDICTION_TYPES', 'DiffusionConfig', 'check_fits', 'make_unet', 'make_scheduler',
+           'to_unit', 'from_unit', 'diffusion_data', 'train_diffusion', 'diffusion_key', 'save_diffusion',
+           'load_diffusion', 'committed_diffusion_path', 'get_diffusion', 'train_diffusion_cli', 'config_objective',
+           'frozen', 'latent_opt', 'ddim_scheduler', 'x0_from_eps', 'eps_and_x0', 'ddim_step', 'resize_images',
+           'PixelDenoiser', 'image_seed', 'GuideConfig', 'guided_sample', 'reconstruct', 'purify',
+           'train_digit_checker', 'get_digit_checker', 'sample_fidelity', 'select_sources', 'missing_groups',
+           'read_attrs', 'config_round', 'round_summary']
 
 # %% ../nbs/04_guided_diffusion.ipynb #fb8dffd3
 @dataclass
@@ -53,7 +53,12 @@ class DiffusionConfig:
     def __post_init__(self):
         self.channels = tuple(self.channels)
         if not 0 <= self.cond_drop < 1: raise ValueError(f"`cond_drop` must lie in [0, 1), got {self.cond_drop}.")
-        if self.steps < 1 or self.bs < 1: raise ValueError(f"`steps` and `bs` must be >= 1, got {self.steps}, {self.bs}.")
+        for k in ('steps', 'bs', 'size', 'in_ch', 'n_classes', 'timesteps', 'pool_renders'):
+            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(self, k)}.")
+        if not (math.isfinite(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
+        if not 0 <= self.ema < 1: raise ValueError(f"`ema` must lie in [0, 1), got {self.ema}.")
+        if self.size % 2 ** (len(self.channels) - 1):
+            raise ValueError(f"`size` {self.size} must be divisible by {2 ** (len(self.channels) - 1)} for a UNet with {len(self.channels)} levels.")
 
     @property
     def null_class(self) -> int: return self.n_classes
@@ -67,6 +72,23 @@ class DiffusionConfig:
     def gpu(cls, **kw):
         "A longer run for a GPU (or an hour of patience)."
         return cls(**{'steps': 20000, 'bs': 128, **kw})
+
+    @classmethod
+    def for_data(cls, ds:GroupedImages, **kw):
+        "A config whose size, channels and conditions fit `ds` (square images; one condition per `ds.cls` value)."
+        c, h, w = ds.shape
+        if h != w: raise ValueError(f"the diffusion model needs square images, `ds` holds {h}×{w}: crop or resize them.")
+        return cls(**{'size': h, 'in_ch': c, 'n_classes': int(ds.cls.max()) + 1 if len(ds) else 1, **kw})
+
+def check_fits(cfg:DiffusionConfig, ds:GroupedImages):
+    "Refuse a config that does not fit the data, before any training (the error names both)."
+    c, h, w = ds.shape
+    if (h, w, c) != (cfg.size, cfg.size, cfg.in_ch):
+        raise ValueError(f"`ds` holds {h}×{w} images with {c} channel(s) but the config is for {cfg.size}×{cfg.size} with "
+                         f"{cfg.in_ch}: use `DiffusionConfig.for_data(ds)` (or resize the images).")
+    if len(ds) and (ds.cls.min() < 0 or ds.cls.max() >= cfg.n_classes):
+        raise ValueError(f"class ids `ds.cls` must lie in [0, {cfg.n_classes}), got [{ds.cls.min()}, {ds.cls.max()}]; "
+                         "use `DiffusionConfig.for_data(ds)` or set `n_classes`.")
 
 # %% ../nbs/04_guided_diffusion.ipynb #7c8c730b
 def make_unet(cfg:DiffusionConfig):
@@ -88,7 +110,7 @@ def from_unit(x:torch.Tensor) -> torch.Tensor: return x * 2 - 1                 
 
 # %% ../nbs/04_guided_diffusion.ipynb #a6066b61
 def diffusion_data(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> GroupedImages:
-    "The diffusion training set: the `pool` split of `data_cfg`, rendered `cfg.pool_renders` times."
+    "The diffusion training set: the `pool` split of `data_cfg`, rendered `cfg.pool_renders` times at `cfg.size`."
     data_cfg = replace(data_cfg or DigitsConfig(), pool_renders=cfg.pool_renders, size=cfg.size)
     return spurious_digits(data_cfg, splits=['pool'])['pool']
 
@@ -96,63 +118,72 @@ def _ema_update(ema:nn.Module, model:nn.Module, decay:float):
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters()): pe.lerp_(pm, 1 - decay)
 
+def _diffusion_state(cfg:DiffusionConfig, device, ckpt):
+    "Model, EMA copy, optimiser, schedule, generator and progress: fresh, or resumed from the file `ckpt`."
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    seed_everything(cfg.seed)
+    model = make_unet(cfg).to(device); ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    st = dict(model=model, ema=ema, opt=opt, lr=get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps),
+              gen=torch.Generator().manual_seed(cfg.seed), step=0, hist=[], run=0.0)
+    if ckpt is None or not Path(ckpt).exists(): return st
+    try: saved = torch.load(ckpt, map_location='cpu', weights_only=False)
+    except Exception as e:
+        raise ValueError(f"training state {ckpt} is corrupt or truncated ({type(e).__name__}); delete it to restart "
+                         "from step 0 (the finished steps are lost).") from None
+    if saved['cfg'] != asdict(cfg): raise ValueError(f"training state {ckpt} was written for another config; delete it or pass another path.")
+    for k in ('model', 'ema', 'opt', 'lr'): st[k].load_state_dict(saved[k])
+    st['gen'].set_state(saved['gen']); st.update(step=saved['step'], hist=saved['hist'], run=saved.get('run', 0.0))
+    return st
+
+def _diffusion_step(st, cfg:DiffusionConfig, ds:GroupedImages, abar, device) -> float:
+    "One optimiser step on a random batch (all randomness from the state's generator); returns the loss."
+    gen, model = st['gen'], st['model']
+    idx = torch.randint(0, len(ds), (cfg.bs,), generator=gen)
+    x0, c = from_unit(ds.take(idx)).to(device), ds.cls[idx].clone()
+    c[torch.rand(cfg.bs, generator=gen) < cfg.cond_drop] = cfg.null_class
+    t = torch.randint(0, cfg.timesteps, (cfg.bs,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    a = abar[t.to(device)].view(-1, 1, 1, 1)
+    loss = F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(device), class_labels=c.to(device)).sample, noise)
+    st['opt'].zero_grad(set_to_none=True); loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    st['opt'].step(); st['lr'].step(); st['step'] += 1
+    _ema_update(st['ema'], model, min(cfg.ema, (1 + st['step']) / (10 + st['step'])))
+    return loss.item()
+
+# %% ../nbs/04_guided_diffusion.ipynb #8d1f0a11
 @fixed_threads()
 def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=None,
-                    ds:GroupedImages|None=None,   # training images (default: `diffusion_data(cfg, data_cfg)`), conditioned on `ds.cls`
+                    ds:GroupedImages|None=None,   # training images, conditioned on `ds.cls` (default: the Spurious Digits pool)
                     ckpt:str|Path|None=None,      # a training-state file: resume from it if present, write it every `ckpt_every`
                     ckpt_every:int=500, device=None, progress:bool=True, on_ckpt:Callable|None=None,
                     log_every:int=50):  # steps per history row (mean loss)
     "Train the class-conditional UNet; returns `(ema_unet, history)` with one `{'step', 'loss'}` row per `log_every` steps."
-    cfg = cfg or DiffusionConfig()
+    if cfg is None: cfg = DiffusionConfig.for_data(ds) if ds is not None else DiffusionConfig()
     ds = ds if ds is not None else diffusion_data(cfg, data_cfg)
     if len(ds) == 0: raise ValueError("`ds` is empty: nothing to train on.")
-    if ds.cls.min() < 0 or ds.cls.max() >= cfg.n_classes:
-        raise ValueError(f"class ids `ds.cls` must lie in [0, {cfg.n_classes}), got [{ds.cls.min()}, {ds.cls.max()}].")
-    from diffusers.optimization import get_cosine_schedule_with_warmup
+    check_fits(cfg, ds)
+    if ckpt_every < 1 or log_every < 1: raise ValueError(f"`ckpt_every` and `log_every` must be >= 1, got {ckpt_every}, {log_every}.")
     device = pick_device(device)
-    seed_everything(cfg.seed)
-    model, sched = make_unet(cfg).to(device), make_scheduler(cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    lr_s = get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, hist = 0, []
-    if ckpt is not None and Path(ckpt).exists():
-        st = torch.load(ckpt, map_location='cpu', weights_only=False)
-        if st['cfg'] != asdict(cfg): raise ValueError(f"checkpoint {ckpt} was written for another config; delete it or pass another path.")
-        model.load_state_dict(st['model']); ema.load_state_dict(st['ema']); opt.load_state_dict(st['opt'])
-        lr_s.load_state_dict(st['lr']); gen.set_state(st['gen']); step, hist = st['step'], st['hist']
-    abar = sched.alphas_cumprod.to(device)                                 # (T,)
-    x_all = from_unit(ds.images)                                           # (N, C, H, W) in [-1, 1]
-    c_all = ds.cls.clone()
-    bar = tqdm(total=cfg.steps, initial=step, desc='diffusion', disable=not progress, leave=False)
-    run = 0.0
-    model.train()
-    while step < cfg.steps:
-        idx = torch.randint(0, len(ds), (cfg.bs,), generator=gen)
-        x0, c = x_all[idx].to(device), c_all[idx].clone()
-        c[torch.rand(cfg.bs, generator=gen) < cfg.cond_drop] = cfg.null_class
-        t = torch.randint(0, cfg.timesteps, (cfg.bs,), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        a = abar[t.to(device)].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(x_t, t.to(device), class_labels=c.to(device)).sample, noise)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); lr_s.step(); step += 1
-        _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
-        run += loss.item()
+    st = _diffusion_state(cfg, device, ckpt)
+    abar = make_scheduler(cfg).alphas_cumprod.to(device)                 # (T,)
+    bar = tqdm(total=cfg.steps, initial=st['step'], desc='diffusion', disable=not progress, leave=False)
+    st['model'].train()
+    while st['step'] < cfg.steps:
+        st['run'] += _diffusion_step(st, cfg, ds, abar, device)
+        step = st['step']
         if step % log_every == 0 or step == cfg.steps:
             n = log_every if step % log_every == 0 else step % log_every
-            hist.append({'step': step, 'loss': run / n}); run = 0.0
-            bar.set_postfix(loss=f"{hist[-1]['loss']:.4f}")
+            st['hist'].append({'step': step, 'loss': st['run'] / n}); st['run'] = 0.0
+            bar.set_postfix(loss=f"{st['hist'][-1]['loss']:.4f}")
         bar.update(1)
         if ckpt is not None and (step % ckpt_every == 0 or step == cfg.steps):
-            atomic_torch_save({'cfg': asdict(cfg), 'model': model.state_dict(), 'ema': ema.state_dict(), 'opt': opt.state_dict(),
-                                'lr': lr_s.state_dict(), 'gen': gen.get_state(), 'step': step, 'hist': hist}, ckpt)
-            if on_ckpt is not None: on_ckpt(step, ema, hist)
+            atomic_torch_save({'cfg': asdict(cfg), **{k: st[k].state_dict() for k in ('model', 'ema', 'opt', 'lr')},
+                               'gen': st['gen'].get_state(), 'step': step, 'hist': st['hist'], 'run': st['run']}, ckpt)
+            if on_ckpt is not None: on_ckpt(step, st['ema'], st['hist'])
     bar.close()
-    return ema.eval().cpu(), hist
+    return st['ema'].eval().cpu(), st['hist']
 
 # %% ../nbs/04_guided_diffusion.ipynb #c0c44ddd
 DIFFUSION_CACHE_VERSION = 2
@@ -162,10 +193,12 @@ def diffusion_key(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> str:
     pool = {k: v for k, v in (data_cfg or DigitsConfig()).fields_for('pool').items() if k not in ('pool_renders', 'size')}
     return config_key(version=DIFFUSION_CACHE_VERSION, kind='diffusion', diffusion=cfg, data=pool)   # renders and size: from `cfg`
 
-def save_diffusion(unet, path, cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None, extra:dict|None=None):
+def save_diffusion(unet, path, cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None, extra:dict|None=None,
+                   data:dict|None=None):   # what the model was trained on, when it was not a Spurious Digits pool
     "Save a UNet with its scheduler and configs to the folder `path` (diffusers format, safetensors), atomically."
-    data_cfg = data_cfg or DigitsConfig()
-    meta = {'diffusion': asdict(cfg), 'data': asdict(data_cfg), 'key': diffusion_key(cfg, data_cfg), **(extra or {})}
+    if data_cfg is not None: meta = {'data': asdict(data_cfg), 'key': diffusion_key(cfg, data_cfg)}
+    else: meta = {'data': data or {'kind': 'your own images'}, 'key': None}
+    meta = {'diffusion': asdict(cfg), **meta, **(extra or {})}
     def write(d):
         unet.save_pretrained(d, safe_serialization=True)
         make_scheduler(cfg).save_pretrained(d)
@@ -176,6 +209,7 @@ def load_diffusion(path, device=None):
     "Load `(unet, cfg, meta)` saved by `save_diffusion`; clear errors for missing or corrupt folders."
     from diffusers import UNet2DModel
     path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder: give a folder written by `save_diffusion`.")
     for f in ('configkd.json', 'config.json', 'diffusion_pytorch_model.safetensors'):
         if not (path/f).exists(): raise FileNotFoundError(f"{path/f} not found: `path` must be a folder written by `save_diffusion`.")
     try:
@@ -187,62 +221,73 @@ def load_diffusion(path, device=None):
     return unet.eval().requires_grad_(False).to(pick_device(device) if device is not None else 'cpu'), cfg, meta
 
 def committed_diffusion_path(key:str|None=None) -> Path|None:
-    "The default committed checkpoint (`configkd/assets/diffusion_digits16`), or the committed one whose cache key is `key` (None if none)."
-    import configkd
-    root = Path(configkd.__file__).parent/'assets'
+    "The default shipped checkpoint (`configkd/assets/diffusion_digits16`), or the shipped one whose cache key is `key` (None if none)."
+    root = assets_dir()
     if key is None: return root/'diffusion_digits16'
-    for p in sorted(root.glob('diffusion_digits*')):
+    for p in sorted(root.glob('diffusion_*')):
         meta = p/'configkd.json'
         if meta.exists() and json.loads(meta.read_text()).get('key') == key: return p
     return None
 
 def get_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=None, cache=None, progress:bool=True,
                   use_committed:bool=True, device=None):
-    "The diffusion UNet for `(cfg, data_cfg)`: the committed checkpoint if its key matches, else the cache, else train and cache."
+    "The diffusion UNet for `(cfg, data_cfg)`: the shipped checkpoint if its key matches, else the cache, else train and cache."
     cfg, data_cfg = cfg or DiffusionConfig(), data_cfg or DigitsConfig()
     key = diffusion_key(cfg, data_cfg)
     com = committed_diffusion_path(key)
     if use_committed and com is not None: return load_diffusion(com, device)[0]
     path = cache_dir(cache)/f'diffusion-{key}'
-    if (path/'configkd.json').exists():
-        stored = json.loads((path/'configkd.json').read_text()).get('key')
-        if stored != key: raise ValueError(f"cache folder {path} was made by another config (key {stored} != {key}); delete it.")
-        return load_diffusion(path, device)[0]
-    unet, hist = train_diffusion(cfg, data_cfg, ckpt=path.parent/f'.diffusion-{key}.state.pt', progress=progress)
-    save_diffusion(unet, path, cfg, data_cfg, extra={'history': hist})
-    (path.parent/f'.diffusion-{key}.state.pt').unlink(missing_ok=True)
+    with key_lock(path):                                   # one process trains, the others wait and load
+        if (path/'configkd.json').exists():
+            try: stored = json.loads((path/'configkd.json').read_text()).get('key')
+            except ValueError: raise ValueError(f"cache entry {path/'configkd.json'} is corrupt: delete the folder (the model is retrained, minutes to an hour).") from None
+            if stored != key: raise ValueError(f"cache folder {path} was made by another config (key {stored} != {key}); delete it.")
+            return load_diffusion(path, device)[0]
+        state = path.parent/f'.diffusion-{key}.state.pt'
+        unet, hist = train_diffusion(cfg, data_cfg, ckpt=state, progress=progress, device=device)
+        save_diffusion(unet, path, cfg, data_cfg, extra={'history': hist})
+        state.unlink(missing_ok=True)
     return unet.eval().requires_grad_(False).to(pick_device(device) if device is not None else 'cpu')
 
 # %% ../nbs/04_guided_diffusion.ipynb #0b05ac59
 from fastcore.script import call_parse, Param, store_true
+from .models import cli_errors, check_seed, THREADS_ENV
+
+def _diffusion_cli_config(tiny, steps, bs, lr, pool_renders, seed) -> DiffusionConfig:
+    "The preset (`--tiny` or the default), with only the options the user gave replacing its values."
+    base = DiffusionConfig.tiny() if tiny else DiffusionConfig()
+    given = {k: v for k, v in dict(steps=steps, bs=bs, lr=lr, pool_renders=pool_renders, seed=seed).items() if v is not None}
+    if 'seed' in given: check_seed(given['seed'])
+    return replace(base, **given)
 
 @call_parse
 def train_diffusion_cli(
-    out:Param("output folder of the trained model", str)='diffusion_digits16',
-    steps:Param("optimiser steps", int)=DiffusionConfig.steps,
-    bs:Param("batch size", int)=DiffusionConfig.bs,
-    lr:Param("peak learning rate", float)=DiffusionConfig.lr,
-    pool_renders:Param("renders of each pool digit", int)=DiffusionConfig.pool_renders,
-    seed:Param("training seed", int)=DiffusionConfig.seed,
+    out:Param("output folder of the trained model (new, empty, or a model folder configkd wrote)", str)='diffusion_digits16',
+    steps:Param("optimiser steps (default: the preset's)", int)=None,
+    bs:Param("batch size (default: the preset's)", int)=None,
+    lr:Param("peak learning rate (default: the preset's)", float)=None,
+    pool_renders:Param("renders of each pool digit (default: the preset's)", int)=None,
+    seed:Param("training seed (default: the preset's)", int)=None,
     data_seed:Param("Spurious Digits seed", int)=0,
     pool_skew:Param("share of pool images whose attribute agrees with the label", float)=0.9,
     ckpt_every:Param("steps between resumable checkpoints", int)=500,
-    threads:Param("torch CPU threads (0: torch's default)", int)=0,
+    threads:Param("torch CPU threads (0: configkd's default, 1 unless $CONFIGKD_THREADS is set)", int)=0,
     tiny:Param("use the tiny smoke-test preset", store_true)=False,
 ):
     "Train the class-conditional diffusion model on the Spurious Digits pool and save it (resumable)."
-    if threads: torch.set_num_threads(threads)
-    base = DiffusionConfig.tiny() if tiny else DiffusionConfig()
-    cfg = replace(base, steps=steps, bs=bs, lr=lr, pool_renders=pool_renders, seed=seed)
-    data_cfg = DigitsConfig(seed=data_seed, pool_skew=pool_skew)
-    out = Path(out)
-    snap = out.parent/f'{out.name}-latest'
-    def on_ckpt(step, ema, hist):
-        save_diffusion(ema, snap, cfg, data_cfg, extra={'step': step, 'history': hist, 'partial': step < cfg.steps})
-    t0 = time.time()
-    unet, hist = train_diffusion(cfg, data_cfg, ckpt=out.parent/f'{out.name}.state.pt', ckpt_every=ckpt_every, on_ckpt=on_ckpt)
-    save_diffusion(unet, out, cfg, data_cfg, extra={'step': cfg.steps, 'history': hist, 'train_seconds_last_session': round(time.time() - t0)})
-    print(f"saved {out} (final loss {hist[-1]['loss']:.4f})")
+    with cli_errors('configkd_train_diffusion'):
+        if threads < 0: raise ValueError(f"--threads must be >= 0, got {threads}.")
+        if threads: os.environ[THREADS_ENV] = str(threads)
+        if ckpt_every < 1: raise ValueError(f"--ckpt_every must be >= 1, got {ckpt_every}.")
+        cfg = _diffusion_cli_config(tiny, steps, bs, lr, pool_renders, seed)
+        data_cfg = DigitsConfig(seed=check_seed(data_seed, 'data_seed'), pool_skew=pool_skew)
+        out = check_model_dir(out, '--out'); snap = check_model_dir(out.parent/f'{out.name}-latest', 'the snapshot folder')
+        def on_ckpt(step, ema, hist):
+            save_diffusion(ema, snap, cfg, data_cfg, extra={'step': step, 'history': hist, 'partial': step < cfg.steps})
+        t0 = time.time()
+        unet, hist = train_diffusion(cfg, data_cfg, ckpt=out.parent/f'{out.name}.state.pt', ckpt_every=ckpt_every, on_ckpt=on_ckpt)
+        save_diffusion(unet, out, cfg, data_cfg, extra={'step': cfg.steps, 'history': hist, 'train_seconds_last_session': round(time.time() - t0)})
+    print(f"saved {out} ({cfg.steps} steps, final loss {hist[-1]['loss']:.4f})")
 
 # %% ../nbs/04_guided_diffusion.ipynb #d834256e
 def config_objective(p_T:torch.Tensor, # (B,) teacher probability of the target class
@@ -269,11 +314,11 @@ def frozen(*models:nn.Module):
             for p, r in zip(m.parameters(), rg): p.requires_grad_(r)
 
 def _probs_of(model:nn.Module, img:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
-    return model(img).float().softmax(-1).gather(1, target[:, None]).squeeze(1)     # (B,)
+    return logits_of(model(img)).float().softmax(-1).gather(1, target[:, None]).squeeze(1)     # (B,)
 
 def _check_pair(teacher, student, img, target):
     "Teacher and student must output the same number of classes, and the targets must be among them."
-    kT, kS = teacher(img[:1]).shape[-1], student(img[:1]).shape[-1]
+    kT, kS = logits_of(teacher(img[:1])).shape[-1], logits_of(student(img[:1])).shape[-1]
     if kT != kS: raise ValueError(f"teacher and student disagree on the number of classes: teacher gives {kT}, student {kS}.")
     if len(target) and (target.min() < 0 or target.max() >= kT):
         raise ValueError(f"`target` class ids must lie in [0, {kT}), got [{target.min().item()}, {target.max().item()}].")
@@ -283,7 +328,7 @@ def latent_opt(decode:Callable,            # z -> images in [0, 1] (identity-lik
                z0:torch.Tensor,            # (B, ...) starting decoder inputs
                target,                     # (B,) target classes
                iters:int=100, lr:float=0.05, gamma:float=2.0, w_T:float=1.0, w_S:float=1.0, progress:bool=False):
-    "The sketch repaired: maximise J(decode(z)) by Adam on `z`, batched; returns `(images, z, J history)`."
+    "Latent optimisation: maximise J(decode(z)) by Adam on `z`, batched; returns `(images, z, J history)`."
     target = torch.as_tensor(target).long().reshape(-1)
     if len(target) != len(z0): raise ValueError(f"`target` has {len(target)} entries for {len(z0)} inputs.")
     z = z0.detach().clone().requires_grad_(True)
@@ -299,21 +344,33 @@ def latent_opt(decode:Callable,            # z -> images in [0, 1] (identity-lik
     with torch.no_grad(): return decode(z).detach(), z.detach(), hist
 
 # %% ../nbs/04_guided_diffusion.ipynb #64437bed
+PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
+
 def ddim_scheduler(unet_or_config, spacing:str='trailing', clip_sample:bool=False):
     "A `DDIMScheduler` matching a diffusion model's training schedule (settings passed to `from_config`)."
     from diffusers import DDIMScheduler
     cfg = unet_or_config
     if isinstance(cfg, DiffusionConfig): cfg = make_scheduler(cfg).config
     elif hasattr(cfg, 'config') and hasattr(cfg, 'alphas_cumprod'): cfg = cfg.config
-    # pass settings as keyword arguments: editing the config dict is silently ignored
-    return DDIMScheduler.from_config(cfg, timestep_spacing=spacing, clip_sample=clip_sample)
+    # pass settings as keyword arguments: editing the config dict is silently ignored (keys diffusers recorded as
+    # defaults, `_use_default_values`, are reset to the new class's defaults), so the prediction type is passed too
+    return DDIMScheduler.from_config(cfg, timestep_spacing=spacing, clip_sample=clip_sample,
+                                     prediction_type=dict(cfg).get('prediction_type', 'epsilon'))
 
 def x0_from_eps(x_t, eps, abar_t):
     "Predicted clean sample `(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`."
     return (x_t - (1 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
 
+def eps_and_x0(out:torch.Tensor, x_t:torch.Tensor, abar_t, prediction_type:str='epsilon'):
+    "`(eps, x0_hat)` from a model output of the given prediction type (the table above)."
+    if prediction_type == 'epsilon': return out, x0_from_eps(x_t, out, abar_t)
+    if prediction_type == 'v_prediction':
+        return abar_t ** 0.5 * out + (1 - abar_t) ** 0.5 * x_t, abar_t ** 0.5 * x_t - (1 - abar_t) ** 0.5 * out
+    if prediction_type == 'sample': return (x_t - abar_t ** 0.5 * out) / (1 - abar_t) ** 0.5, out
+    raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+
 def ddim_step(sched, eps:torch.Tensor, t:int, x_t:torch.Tensor):
-    "One deterministic DDIM step (eta = 0) from `t`; returns `(x_prev, x0_hat)` as `DDIMScheduler.step` would."
+    "One deterministic DDIM step (eta = 0) from `t` given the noise estimate; returns `(x_prev, x0_hat)` as `DDIMScheduler.step` would."
     if sched.config.thresholding: raise NotImplementedError("dynamic thresholding is not supported by `ddim_step`.")
     prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
     abar_t = sched.alphas_cumprod[t]
@@ -323,30 +380,45 @@ def ddim_step(sched, eps:torch.Tensor, t:int, x_t:torch.Tensor):
     return abar_p ** 0.5 * x0 + (1 - abar_p) ** 0.5 * eps, x0
 
 # %% ../nbs/04_guided_diffusion.ipynb #8c98d406
+def resize_images(x:torch.Tensor, size:int) -> torch.Tensor:
+    "Square images `(B, C, H, W)` resized to `size`×`size` (bilinear; antialiased when shrinking; differentiable)."
+    if x.shape[-1] == size and x.shape[-2] == size: return x
+    return F.interpolate(x, size=(size, size), mode='bilinear', antialias=size < x.shape[-1], align_corners=False)
+
 class _Denoiser:
-    "What both denoisers share: device, dtype, batch selection, and the classifier-free-guided noise prediction."
+    "What every generator shares: device, dtype, prediction type, conditions by index, and the guided noise prediction."
     @property
     def device(self): return next(self.unet.parameters()).device
     @property
     def dtype(self): return next(self.unet.parameters()).dtype
+    @property
+    def prediction_type(self) -> str: return dict(self.scheduler_config).get('prediction_type', 'epsilon')
+    @property
+    def image_size(self) -> int: return self.shape[-1] * self.upscale      # the side of decoded images
+    upscale = 1                                                            # decoded pixels per sample pixel
+    out_channels = 3
     def take(self, cond, idx): return cond[idx]
-    def eps(self, z, t, cond, cfg_scale:float=1.0):
-        "Noise prediction `(B, C, H, W)` with classifier-free guidance `cfg_scale` (1: conditional only)."
+    def output(self, z, t, cond, cfg_scale:float=1.0):
+        "The model's raw output `(B, C, h, w)` with classifier-free guidance `cfg_scale` (1: conditional only)."
         tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
         cond = self._prep(cond, z)
         if cfg_scale == 1.0: return self._unet(z, tt, cond)
-        e_c, e_u = self._unet(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([cond, self.null_like(cond)])).chunk(2)
-        return e_u + cfg_scale * (e_c - e_u)
+        o_c, o_u = self._unet(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([cond, self.null_like(cond)])).chunk(2)
+        return o_u + cfg_scale * (o_c - o_u)
+    def eps_x0(self, z, t, cond, abar_t, cfg_scale:float=1.0):
+        "`(eps, x0_hat)` at timestep `t`, converted from the model's prediction type."
+        return eps_and_x0(self.output(z, t, cond, cfg_scale), z, abar_t, self.prediction_type)
 
 class PixelDenoiser(_Denoiser):
     "A class-conditional pixel-space `UNet2DModel` (last class id = null) for the guided sampler."
-    def __init__(self, unet, scheduler=None):
+    def __init__(self, unet, scheduler=None):   # scheduler: a diffusers scheduler or its config (default: DDPM, 1,000 linear steps)
         self.unet = unet.eval().requires_grad_(False)
         self.n_cond = unet.config.num_class_embeds
         if self.n_cond is None: raise ValueError("`unet` must be class-conditional (`num_class_embeds` set).")
         self.null = self.n_cond - 1
-        self.scheduler_config = (scheduler or make_scheduler(DiffusionConfig(timesteps=1000))).config
+        self.scheduler_config = dict(getattr(scheduler, 'config', scheduler) or make_scheduler(DiffusionConfig(timesteps=1000)).config)
         self.shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+        self.out_channels = unet.config.in_channels
 
     def check_cond(self, cond, n:int) -> torch.Tensor:
         cond = torch.as_tensor(cond).long().reshape(-1)
@@ -361,75 +433,20 @@ class PixelDenoiser(_Denoiser):
     def decode(self, z): return to_unit(z)
     def encode(self, x): return from_unit(x)
 
-def _as_dtype(dtype) -> torch.dtype:
-    "A torch dtype from a dtype or one of 'fp32', 'fp16', 'bf16'."
-    names = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-    if isinstance(dtype, torch.dtype): return dtype
-    if dtype not in names: raise ValueError(f"`dtype` must be a torch dtype or one of {list(names)}, got {dtype!r}.")
-    return names[dtype]
+# %% ../nbs/04_guided_diffusion.ipynb #7a11d0c8
+def _probs_at(model, img, target, size):
+    return _probs_of(model, resize_images(img, size) if size else img, target)
 
-class LatentDenoiser(_Denoiser):
-    "A `UNet2DConditionModel` + `AutoencoderKL` pair (Stable Diffusion style; conditions are prompt embeddings)."
-    def __init__(self, unet, vae, null_embedding:torch.Tensor, # (1, L, D) embedding of the empty prompt
-                 scheduler_config=None, scaling_factor:float|None=None,
-                 text_encoder=None, tokenizer=None):         # optional: to embed class prompts with `embed`
-        self.unet, self.vae = unet.eval().requires_grad_(False), vae.eval().requires_grad_(False)
-        self.text_encoder, self.tokenizer = text_encoder, tokenizer
-        if text_encoder is not None: text_encoder.eval().requires_grad_(False)
-        self.null_emb = null_embedding
-        self.sf = scaling_factor if scaling_factor is not None else vae.config.scaling_factor
-        self.scheduler_config = scheduler_config or make_scheduler(DiffusionConfig()).config
-        self.shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    def check_cond(self, cond, n:int) -> torch.Tensor:
-        if not isinstance(cond, torch.Tensor) or cond.ndim != 3 or len(cond) != n:
-            raise ValueError(f"`cond` must be prompt embeddings (B={n}, L, D), got {getattr(cond, 'shape', type(cond))}.")
-        return cond
-    def null_like(self, cond):
-        if cond.shape[1:] != self.null_emb.shape[1:]:
-            raise ValueError(f"prompt embeddings {tuple(cond.shape[1:])} and the empty prompt's {tuple(self.null_emb.shape[1:])} "
-                             "must have the same (L, D) for classifier-free guidance: pad the prompts to the same length.")
-        return self.null_emb.to(cond).expand(len(cond), *self.null_emb.shape[1:])
-    def _prep(self, cond, z): return cond.to(z.device, z.dtype)
-    def _unet(self, z, tt, cond): return self.unet(z, tt, encoder_hidden_states=cond).sample
-    def decode(self, z): return to_unit(self.vae.decode(z.to(self.vae.dtype) / self.sf).sample.float())   # float32 images
-    def encode(self, x): return self.vae.encode(from_unit(x).to(self.vae.dtype)).latent_dist.mean * self.sf
-
-    @torch.no_grad()
-    def embed(self, prompts) -> torch.Tensor:
-        "Prompt embeddings `(B, L, D)` of a list of strings (needs the tokenizer) or of token ids `(B, L)`."
-        if self.text_encoder is None: raise ValueError("`embed` needs a `text_encoder` (and a `tokenizer` for strings).")
-        if isinstance(prompts, torch.Tensor): ids = prompts
-        else:
-            if self.tokenizer is None: raise ValueError("embedding strings needs a `tokenizer`; or pass token ids (B, L).")
-            ids = self.tokenizer(list(prompts), padding='max_length', max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors='pt').input_ids
-        return self.text_encoder(ids.to(self.device))[0].to(self.dtype)          # last hidden state, as diffusers' SD pipelines
-
-    def memory_options(self, attention_slicing:str|int|None='auto',  # 'auto' (half the heads at a time), 'max', a slice size or None
-                       vae_slicing:bool=True,    # decode a batch one image at a time
-                       vae_tiling:bool=False):   # decode / encode large images in overlapping tiles
-        "Trade speed for memory: sliced attention in the UNet, sliced and/or tiled VAE; returns self."
-        if attention_slicing is not None: self.unet.set_attention_slice(attention_slicing)
-        else: self.unet.set_default_attn_processor()
-        self.vae.enable_slicing() if vae_slicing else self.vae.disable_slicing()
-        self.vae.enable_tiling() if vae_tiling else self.vae.disable_tiling()
-        return self
-
-    @classmethod
-    def from_pretrained(cls, name:str='stabilityai/stable-diffusion-2-1-base', # a Stable Diffusion repo on the 🤗 Hub
-                        dtype='fp16', device=None, **memory):  # dtype: 'fp16', 'bf16' or 'fp32'; memory: see `memory_options`
-        "Download Stable Diffusion's UNet, VAE, text encoder and tokenizer (needs internet and transformers)."
-        from diffusers import UNet2DConditionModel, AutoencoderKL, DDIMScheduler
-        try: from transformers import CLIPTextModel, CLIPTokenizer
-        except ImportError as e: raise ImportError('Stable Diffusion prompts need transformers: pip install "configkd[colab]"') from e
-        dt, dev = _as_dtype(dtype), pick_device(device)
-        unet = UNet2DConditionModel.from_pretrained(name, subfolder='unet', torch_dtype=dt).to(dev)
-        vae = AutoencoderKL.from_pretrained(name, subfolder='vae', torch_dtype=dt).to(dev)
-        te = CLIPTextModel.from_pretrained(name, subfolder='text_encoder').to(dev, dt)
-        tok = CLIPTokenizer.from_pretrained(name, subfolder='tokenizer')
-        den = cls(unet, vae, torch.zeros(1), DDIMScheduler.load_config(name, subfolder='scheduler'), text_encoder=te, tokenizer=tok)
-        den.null_emb = den.embed([''])
-        return den.memory_options(**memory)
+def _guided_eps(den, teacher, student, z, t, cond, target, abar_t, g, size=None):   # g: a GuideConfig; size: the classifiers' input side
+    "Noise estimate corrected by the normalised gradient of J w.r.t. `z` (through the UNet and the decoder)."
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        eps, x0 = den.eps_x0(z, t, cond, abar_t, g.cfg_scale)
+        img = den.decode(x0)                                                            # (B, C, H, W) in [0, 1]
+        J = config_objective(_probs_at(teacher, img, target, size), _probs_at(student, img, target, size), g.gamma, g.w_T, g.w_S)
+        grad, = torch.autograd.grad(J.sum(), z)                                          # (B, C, h, w)
+    rms = grad.float().pow(2).flatten(1).mean(1).sqrt().clamp_min(1e-12).view(-1, *[1] * (grad.ndim - 1))
+    return eps.detach() - g.scale * (1 - abar_t) ** 0.5 * grad / rms
 
 # %% ../nbs/04_guided_diffusion.ipynb #10c9cb67
 def image_seed(run_seed:int, src:int, round:int=0, salt:int=0) -> int:
@@ -444,7 +461,7 @@ def _noise(seeds:Sequence[int], shape, device, salt:int=0) -> torch.Tensor:
 # %% ../nbs/04_guided_diffusion.ipynb #adf383f3
 @dataclass
 class GuideConfig:
-    "Settings of the guided DDIM sampler (DESIGN §2)."
+    "Settings of the guided DDIM sampler."
     steps:int = 20            # DDIM steps over the full trajectory (img2img runs the last `strength` share)
     strength:float = 0.8      # img2img: how far the source is noised (1 = pure noise)
     scale:float = 0.25        # guidance scale s (0 = unguided); measured below: 2 destroys the digit
@@ -460,10 +477,17 @@ class GuideConfig:
     autocast:str|None = None  # 'bf16' or 'fp16' autocast on CUDA, None for float32
 
     def __post_init__(self):
-        if not 0 < self.strength <= 1: raise ValueError(f"`strength` must lie in (0, 1], got {self.strength}.")
-        if self.scale < 0: raise ValueError(f"`scale` must be >= 0, got {self.scale}.")
-        if not self.gamma > 0: raise ValueError(f"`gamma` must be > 0, got {self.gamma}.")
-        if self.steps < 1 or self.inner < 1 or self.bs < 1: raise ValueError("`steps`, `inner` and `bs` must be >= 1.")
+        num = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+        if not (num(self.strength) and 0 < self.strength <= 1): raise ValueError(f"`strength` must lie in (0, 1], got {self.strength}.")
+        if not (num(self.scale) and self.scale >= 0): raise ValueError(f"`scale` must be a finite number >= 0, got {self.scale}.")
+        if not (num(self.cfg_scale) and self.cfg_scale >= 0): raise ValueError(f"`cfg_scale` must be a finite number >= 0, got {self.cfg_scale}.")
+        if not (num(self.gamma) and self.gamma > 0): raise ValueError(f"`gamma` must be a finite number > 0, got {self.gamma}.")
+        if not (num(self.w_T) and num(self.w_S) and self.w_T >= 0 and self.w_S >= 0 and self.w_T + self.w_S > 0):
+            raise ValueError(f"`w_T` and `w_S` must be finite, >= 0 and not both 0, got {self.w_T}, {self.w_S}.")
+        for k in ('steps', 'inner', 'bs'):
+            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(self, k)}.")
+        if not (isinstance(self.t_min, int) and self.t_min >= 0): raise ValueError(f"`t_min` must be a whole number >= 0, got {self.t_min}.")
+        if self.spacing not in ('trailing', 'leading', 'linspace'): raise ValueError(f"`spacing` must be 'trailing', 'leading' or 'linspace', got {self.spacing!r}.")
         if self.autocast not in (None, 'bf16', 'fp16'): raise ValueError(f"`autocast` must be None, 'bf16' or 'fp16', got {self.autocast!r}.")
 
     @classmethod
@@ -475,49 +499,46 @@ class GuideConfig:
         "A short unguided re-noise/denoise: strength 0.3 of 20 steps, i.e. 6 DDIM steps."
         return cls(**{'scale': 0.0, 'strength': 0.3, **kw})
 
-def _guided_eps(den, teacher, student, z, t, cond, target, abar_t, g:GuideConfig):
-    "Noise prediction corrected by the normalised gradient of J w.r.t. `z` (through the UNet)."
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        eps = den.eps(z, t, cond, g.cfg_scale)
-        img = den.decode(x0_from_eps(z, eps, abar_t))                                   # (B, 3, H, W) in [0, 1]
-        J = config_objective(_probs_of(teacher, img, target), _probs_of(student, img, target), g.gamma, g.w_T, g.w_S)
-        grad, = torch.autograd.grad(J.sum(), z)                                          # (B, C, h, w)
-    rms = grad.float().pow(2).flatten(1).mean(1).sqrt().clamp_min(1e-12).view(-1, *[1] * (grad.ndim - 1))
-    return eps.detach() - g.scale * (1 - abar_t) ** 0.5 * grad / rms
+# %% ../nbs/04_guided_diffusion.ipynb #adf383f4
+def _renoise(sched, z_prev, t, seeds, salt):
+    "Universal guidance's self-recurrence: noise `z_prev` (at the previous timestep) back to timestep `t`."
+    prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
+    abar_t, abar_p = sched.alphas_cumprod[t], (sched.alphas_cumprod[prev] if prev >= 0 else sched.final_alpha_cumprod)
+    a = (abar_t / abar_p).to(z_prev.device)
+    return a.sqrt() * z_prev + (1 - a).sqrt() * _noise(seeds, z_prev.shape[1:], z_prev.device, salt=salt).to(z_prev.dtype)
 
-def _sample_batch(den, teacher, student, sched, timesteps, z, cond, target, seeds, g:GuideConfig):
+def _sample_batch(den, teacher, student, sched, timesteps, z, cond, target, seeds, g:GuideConfig, size=None):
     for i, t in enumerate(timesteps):
         t = int(t)
         abar_t = sched.alphas_cumprod[t].to(z.device)
         guide = g.scale > 0 and t >= g.t_min
-        for r in range(g.inner if guide else 1):
-            if guide: eps = _guided_eps(den, teacher, student, z, t, cond, target, abar_t, g)
+        k = g.inner if guide else 1
+        for r in range(k):
+            if guide: eps = _guided_eps(den, teacher, student, z, t, cond, target, abar_t, g, size)
             else:
-                with torch.no_grad(): eps = den.eps(z, t, cond, g.cfg_scale)
+                with torch.no_grad(): eps, _ = den.eps_x0(z, t, cond, abar_t, g.cfg_scale)
             z_prev, _ = ddim_step(sched, eps.to(z.dtype), t, z)
-            if r < (g.inner if guide else 1) - 1:       # self-recurrence: re-noise z_prev back to t and repeat
-                prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
-                abar_p = sched.alphas_cumprod[prev] if prev >= 0 else sched.final_alpha_cumprod
-                a = (abar_t / abar_p).to(z.device)
-                z = a.sqrt() * z_prev + (1 - a).sqrt() * _noise(seeds, z.shape[1:], z.device, salt=1000 * (i + 1) + r).to(z.dtype)
-            else: z = z_prev.detach()
+            z = _renoise(sched, z_prev, t, seeds, salt=1000 * (i + 1) + r) if r < k - 1 else z_prev.detach()
     return z
 
-@fixed_threads()
-def guided_sample(den, teacher:nn.Module|None, student:nn.Module|None,
-                  cond,                        # (B,) class ids (pixel) or (B, L, D) prompt embeddings (latent)
-                  seeds:Sequence[int],         # (B,) one seed per sample
-                  target=None,                 # (B,) teacher/student class to guide towards (needed when scale > 0)
-                  cfg:GuideConfig|None=None,
-                  init:torch.Tensor|None=None, # (B, C, H, W) images in [0, 1] for img2img, None to start from noise
-                  progress:bool=False) -> torch.Tensor:
-    "Sample `len(seeds)` images with the guided DDIM sampler; returns images `(B, C, H, W)` in [0, 1] on the CPU."
-    g = cfg or GuideConfig()
+# %% ../nbs/04_guided_diffusion.ipynb #adf383f5
+def _sampler_schedule(den, g:GuideConfig, img2img:bool):
+    "The DDIM scheduler and the timesteps to run (the last `strength` share for img2img); refuses settings that run or guide nothing."
+    T = dict(den.scheduler_config)['num_train_timesteps']
+    if g.steps > T: raise ValueError(f"`steps` {g.steps} exceeds the model's {T} training timesteps.")
+    if g.scale > 0 and g.t_min >= T: raise ValueError(f"`t_min` {g.t_min} >= {T} training timesteps: no step would be guided.")
+    sched = ddim_scheduler(den.scheduler_config, g.spacing, g.clip_sample); sched.set_timesteps(g.steps)
+    ts = sched.timesteps[g.steps - min(int(g.steps * g.strength), g.steps):] if img2img else sched.timesteps   # diffusers' img2img rule
+    if len(ts) == 0: raise ValueError(f"`strength` {g.strength} with {g.steps} steps leaves no step to run: raise either.")
+    if g.scale > 0 and not (ts >= g.t_min).any():
+        raise ValueError(f"no step has t >= t_min = {g.t_min} (the first is t = {int(ts[0])}): nothing would be guided; "
+                         "lower `t_min` or raise `strength`.")
+    return sched, ts
+
+def _check_sample_args(den, teacher, student, cond, seeds, target, g, init):
     n = len(seeds)
     cond = den.check_cond(cond, n)
-    guided = g.scale > 0
-    if guided:
+    if g.scale > 0:
         if teacher is None or student is None: raise ValueError("guidance (`scale > 0`) needs a `teacher` and a `student`.")
         if target is None: raise ValueError("guidance (`scale > 0`) needs `target`, the class to guide towards.")
     target = None if target is None else torch.as_tensor(target).long().reshape(-1)
@@ -525,31 +546,50 @@ def guided_sample(den, teacher:nn.Module|None, student:nn.Module|None,
     if init is not None:
         check_images(init, 'init')
         if len(init) != n: raise ValueError(f"`init` has {len(init)} images for {n} seeds.")
+        if init.shape[1] != den.out_channels:
+            raise ValueError(f"`init` has {init.shape[1]} channel(s), the generator makes {den.out_channels}.")
+        if init.shape[-1] != init.shape[-2]: raise ValueError(f"`init` images must be square, got {tuple(init.shape[-2:])}.")
+    return cond, target
+
+def _start(den, sched, ts, seeds, init):
+    "The first sample of a batch: seeded noise, or the (resized, encoded) sources noised to the first timestep."
+    noise = _noise(seeds, den.shape, den.device).to(den.dtype)
+    if init is None: return noise
+    with torch.no_grad(): z0 = den.encode(resize_images(init, den.image_size).to(den.device, den.dtype))
+    return sched.add_noise(z0, noise, ts[:1].repeat(len(z0)).to(den.device))
+
+# %% ../nbs/04_guided_diffusion.ipynb #adf383f6
+@fixed_threads()
+def guided_sample(den, teacher:nn.Module|None, student:nn.Module|None,
+                  cond,                        # (B,) class ids, or (B, L, D) prompt embeddings for a latent denoiser
+                  seeds:Sequence[int],         # (B,) one seed per sample
+                  target=None,                 # (B,) teacher/student class to guide towards (needed when scale > 0)
+                  cfg:GuideConfig|None=None,
+                  init:torch.Tensor|None=None, # (B, C, H, W) images in [0, 1] for img2img, None to start from noise
+                  size:int|None=None,          # side of the returned images and of what teacher and student see
+                  progress:bool=False) -> torch.Tensor:
+    "Sample `len(seeds)` images with the guided DDIM sampler; returns images `(B, C, size, size)` in [0, 1] on the CPU."
+    g = cfg or GuideConfig()
+    n, guided = len(seeds), g.scale > 0
+    cond, target = _check_sample_args(den, teacher, student, cond, seeds, target, g, init)
+    sched, ts = _sampler_schedule(den, g, init is not None)
+    size = size or (init.shape[-1] if init is not None else den.image_size)
     device = den.device
-    sched = ddim_scheduler(den.scheduler_config, g.spacing, g.clip_sample)
-    sched.set_timesteps(g.steps)
-    ts = sched.timesteps
-    if init is not None: ts = ts[g.steps - min(int(g.steps * g.strength), g.steps):]   # diffusers' img2img rule
-    if len(ts) == 0: raise ValueError(f"`strength` {g.strength} with {g.steps} steps leaves no step to run.")
-    models = [m for m in (teacher, student) if m is not None and guided]
     amp = (torch.autocast('cuda', dtype=torch.bfloat16 if g.autocast == 'bf16' else torch.float16)
            if g.autocast and device.type == 'cuda' else contextlib.nullcontext())
+    for m in ((teacher, student) if guided else ()): m.to(device)
     out = []
-    with frozen(*models), amp:
+    with frozen(*[m for m in (teacher, student) if m is not None and guided]), amp:
         for s in tqdm(range(0, n, g.bs), desc='sample', disable=not progress, leave=False):
             sl = slice(s, s + g.bs)
-            noise = _noise(seeds[sl], den.shape, device).to(den.dtype)
-            if init is None: z = noise
-            else:
-                with torch.no_grad(): z0 = den.encode(init[sl].to(device, den.dtype))
-                z = sched.add_noise(z0, noise, ts[:1].repeat(len(z0)).to(device))
+            z = _start(den, sched, ts, seeds[sl], None if init is None else init[sl])
             c = den.take(cond, torch.arange(n)[sl]).to(device)
             tg = target[sl].to(device) if target is not None else None
             if guided and s == 0:
-                with torch.no_grad(): _check_pair(teacher, student, den.decode(z[:1]), tg)
-            z = _sample_batch(den, teacher, student, sched, ts, z, c, tg, seeds[sl], g)
-            with torch.no_grad(): out.append(den.decode(z).float().clamp(0, 1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, 3, *den.shape[1:])
+                with torch.no_grad(): _check_pair(teacher, student, resize_images(den.decode(z[:1]), size), tg)
+            z = _sample_batch(den, teacher, student, sched, ts, z, c, tg, seeds[sl], g, size)
+            with torch.no_grad(): out.append(resize_images(den.decode(z).float().clamp(0, 1), size).clamp(0, 1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, den.out_channels, size, size)
 
 def reconstruct(den, images:torch.Tensor, cond, seeds, strength:float=0.8, steps:int=20, bs:int=64, progress:bool=False):
     "Unguided img2img: noise `images` to `strength` and denoise (the reconstructions notebook 05 trains on)."
@@ -577,27 +617,20 @@ def get_digit_checker(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None
     return cached_model('digit_checker', lambda: train_digit_checker(data_cfg, cfg, progress), cache,
                         data=data_key, train=cfg, arch=ConvNet(10, widths=(32, 64, 128), convs=1, dropout=0.1).config)
 
-# %% ../nbs/04_guided_diffusion.ipynb #2c7b6470
-def background_attr(images:torch.Tensor) -> torch.Tensor:
-    "Read the Spurious Digits attribute from the border-pixel mean colour: 0 warm (R > B), 1 cool. `(N,)`"
-    x = check_images(images, 'images', channels=(3,))
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)   # (N, 3, 4H-4)
-    m = border.mean(2)                                                                          # (N, 3)
-    return (m[:, 2] > m[:, 0]).long()
-
 # %% ../nbs/04_guided_diffusion.ipynb #7ec246f8
 def sample_fidelity(den, checker:nn.Module, teacher:nn.Module, n_per_class:int=10, task:str='ge5', seed:int=0,
-                    cfg:GuideConfig|None=None) -> dict:
+                    cfg:GuideConfig|None=None,
+                    attr_fn:Callable|None=None) -> dict:   # attribute reader (analysis only); None: 'aligned' is unknown (NaN)
     "Unguided class-conditional samples: share recognised by the digit checker / the teacher, share aligned, and the images."
     from configkd.data import digit_labels
     cls = torch.arange(10).repeat_interleave(n_per_class)
     seeds = [image_seed(seed, i, 0, salt=99) for i in range(len(cls))]
     x = guided_sample(den, None, None, cls, seeds, cfg=cfg or GuideConfig.unguided())
     y = digit_labels(cls, task)
-    a = background_attr(x)
+    aligned = (attr_fn(x) == y).float().mean().item() if attr_fn is not None else float('nan')
     return {'digit_check': (predict(checker, x).argmax(-1) == cls).float().mean().item(),
             'teacher_agree': (predict(teacher, x).argmax(-1) == y).float().mean().item(),
-            'aligned': (a == y).float().mean().item(), 'images': x, 'cls': cls}
+            'aligned': aligned, 'n': len(cls), 'images': x, 'cls': cls}
 
 # %% ../nbs/04_guided_diffusion.ipynb #0fa1252f
 def select_sources(student:nn.Module, ds:GroupedImages, ratio:float=0.3) -> torch.Tensor:
@@ -612,10 +645,24 @@ def _scores(teacher, student, x, y):
     pS = predict_proba(student, x).gather(1, y[:, None]).squeeze(1)
     return pT, pS
 
+def missing_groups(ds:GroupedImages) -> list[int]|None:
+    "The groups `ds` holds no image of (None when its attribute is unknown)."
+    if ds.n_attrs < 2 or (ds.a < 0).any(): return None
+    return [g for g, c in enumerate(ds.group_counts().tolist()) if c == 0]
+
+def read_attrs(attr_fn:Callable|None, x:torch.Tensor) -> torch.Tensor:
+    "The attribute of each image `(N,)` read by `attr_fn`, or -1 (unknown) for all without a reader."
+    if attr_fn is None: return torch.full((len(x),), -1, dtype=torch.long)
+    a = torch.as_tensor(attr_fn(x)).long().reshape(-1)
+    if len(a) != len(x): raise ValueError(f"`attr_fn` returned {len(a)} attributes for {len(x)} images.")
+    return a
+
+# %% ../nbs/04_guided_diffusion.ipynb #0fa1252g
 def config_round(den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, idx, cfg:GuideConfig|None=None,
                  run_seed:int=0, round:int=0, start:str='img2img',
                  purify_strength:float|None=None,  # e.g. 0.3: a short unguided re-noise of each result before scoring
                  checker:nn.Module|None=None,      # optional digit checker: records whether the digit is still readable
+                 attr_fn:Callable|None=None,       # optional attribute reader (analysis only): the group each result lands in
                  progress:bool=False):
     "Generate one image per source `ds[idx]`; returns `(GroupedImages of all results, records DataFrame)`."
     import pandas as pd
@@ -624,204 +671,31 @@ def config_round(den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, id
     idx = torch.as_tensor(idx).long().reshape(-1)
     src_ds = ds[idx]
     seeds = [image_seed(run_seed, s, round) for s in src_ds.src.tolist()]
-    x = guided_sample(den, teacher, student, src_ds.cls, seeds, target=src_ds.y, cfg=g,
+    x = guided_sample(den, teacher, student, src_ds.cls, seeds, target=src_ds.y, cfg=g, size=ds.shape[-1],
                       init=src_ds.images if start == 'img2img' else None, progress=progress)
     if purify_strength: x = purify(den, x, src_ds.cls, seeds, strength=purify_strength, steps=g.steps, bs=g.bs)
     pT1, pS1 = _scores(teacher, student, x, src_ds.y)
     if start == 'img2img': pT0, pS0 = _scores(teacher, student, src_ds.images, src_ds.y)
     else: pT0 = pS0 = torch.full((len(idx),), float('nan'))
-    a1 = background_attr(x)
-    kept = predict(teacher, x).argmax(-1) == src_ds.y
+    a0 = src_ds.a if ds.n_attrs > 1 else torch.full((len(idx),), -1)        # the sources' attribute, if the data has one
+    a1, miss = read_attrs(attr_fn, x), missing_groups(ds)
+    in_missing = [float(int(yy) * ds.n_attrs + int(aa) in miss) if miss is not None and aa >= 0 else float('nan')
+                  for yy, aa in zip(src_ds.y, a1)]
+    changed = torch.where((a0 >= 0) & (a1 >= 0), (a0 != a1).float(), torch.tensor(float('nan')))
     rec = pd.DataFrame({'src': src_ds.src.numpy(), 'idx': idx.numpy(), 'cls': src_ds.cls.numpy(), 'y': src_ds.y.numpy(),
                         'seed': seeds, 'round': round, 'start': start, 'steps': g.steps, 'strength': g.strength if start == 'img2img' else 1.0,
                         'scale': g.scale, 't_min': g.t_min, 'gamma': g.gamma,
                         'p_T_before': pT0.numpy(), 'p_S_before': pS0.numpy(), 'p_T_after': pT1.numpy(), 'p_S_after': pS1.numpy(),
-                        'a_before': src_ds.a.numpy(), 'a_after': a1.numpy(), 'kept': kept.numpy()})
+                        'a_before': a0.numpy(), 'a_after': a1.numpy(), 'attr_changed': changed.numpy(), 'missing_after': in_missing,
+                        'kept': (predict(teacher, x).argmax(-1) == src_ds.y).numpy()})
     if checker is not None: rec['digit_ok'] = (predict(checker, x).argmax(-1) == src_ds.cls).numpy()
-    out = GroupedImages(x, src_ds.y, a1, src_ds.cls, src_ds.src, **ds.meta())
-    return out, rec
+    return GroupedImages(x, src_ds.y, a1, src_ds.cls, src_ds.src, **ds.meta()), rec
 
 def round_summary(rec) -> dict:
-    "Yield (teacher-right and student-wrong: p_T > 0.5 > p_S), kept share, share in groups with a != y, digit check."
+    "Yield (teacher-right, student-wrong: p_T > 0.5 > p_S), kept share, shares in a missing group and with a changed attribute (NaN if unknown)."
+    mean = lambda col: float(rec[col].mean()) if col in rec and rec[col].notna().any() else float('nan')
     out = {'n': len(rec), 'yield': float(((rec.p_T_after > 0.5) & (rec.p_S_after < 0.5)).mean()),
-           'kept': float(rec.kept.mean()), 'flipped_bg': float((rec.a_after != rec.y).mean()),
+           'kept': float(rec.kept.mean()), 'in_missing': mean('missing_after'), 'attr_changed': mean('attr_changed'),
            'p_S_before': float(rec.p_S_before.mean()), 'p_S_after': float(rec.p_S_after.mean())}
     if 'digit_ok' in rec: out['digit_check'] = float(rec.digit_ok.mean())
     return out
-
-# %% ../nbs/04_guided_diffusion.ipynb #6b536e19
-class GenStore:
-    "A folder of atomically written shards of generated images, each with manifest rows; reruns skip finished shards."
-    def __init__(self, root, meta:dict|None=None):
-        self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True)
-        mf = self.root/'store.json'
-        if meta is not None:
-            meta = json.loads(json.dumps(meta, default=str))
-            if mf.exists():
-                old = json.loads(mf.read_text())
-                if old != meta: raise ValueError(f"store {self.root} was made with other settings {old}; use another folder.")
-            else:
-                tmp = self.root/'.store.json.tmp'; tmp.write_text(json.dumps(meta, indent=1)); os.replace(tmp, mf)
-        self.meta = json.loads(mf.read_text()) if mf.exists() else {}
-
-    def path(self, name:str) -> Path: return self.root/f'{name}.safetensors'
-    def done(self, name:str) -> bool: return self.path(name).exists()
-    def names(self) -> list[str]: return sorted(p.name[:-len('.safetensors')] for p in self.root.glob('*.safetensors'))
-
-    def write(self, name:str, images:torch.Tensor, rows:list[dict],
-              writer:dict|None=None):  # who wrote the shard (e.g. rank, pid); kept apart from the manifest rows
-        "Write one shard atomically: images `(n, C, H, W)` in [0, 1] and one manifest row per image."
-        from safetensors.torch import save_file
-        check_images(images, 'images')
-        if len(rows) != len(images): raise ValueError(f"{len(rows)} manifest rows for {len(images)} images in shard {name!r}.")
-        for p in self.root.glob(f'.{name}.*.tmp'): p.unlink(missing_ok=True)     # leftovers of a killed write
-        atomic_write(self.path(name), lambda tmp: save_file(
-            {'images': images.detach().float().cpu().contiguous()}, tmp,
-            metadata={'rows': json.dumps(rows, default=_json_default), 'n': str(len(rows)), 'writer': json.dumps(writer or {})}))
-
-    def writer(self, name:str) -> dict:
-        "Who wrote shard `name` (the `writer` dict given to `write`; empty if none)."
-        from safetensors import safe_open
-        with safe_open(str(self.path(name)), 'pt') as f: return json.loads(f.metadata().get('writer', '{}'))
-
-    def write_manifest(self, fname:str='manifest.csv'):
-        "Write all manifest rows (sorted by shard, then position in the shard) to `fname` in the store, atomically."
-        for p in self.root.glob(f'.{fname}.*.tmp'): p.unlink(missing_ok=True)    # leftovers of a killed write
-        m = self.manifest()
-        atomic_write(self.root/fname, lambda tmp: m.to_csv(tmp, index=False))
-        return m
-
-    def read(self, name:str):
-        "`(images, rows)` of one shard; a clear error if the file is corrupt."
-        from safetensors import safe_open
-        p = self.path(name)
-        try:
-            with safe_open(str(p), 'pt') as f:
-                rows = json.loads(f.metadata()['rows']); x = f.get_tensor('images')
-            if len(rows) != len(x): raise ValueError('row count mismatch')
-        except Exception as e:
-            raise ValueError(f"shard {p} is corrupt ({type(e).__name__}: {e}); delete it and rerun to regenerate it.") from e
-        return x, rows
-
-    def manifest(self):
-        "All manifest rows, one per stored image, with a `shard` column (a pandas DataFrame)."
-        import pandas as pd
-        rows = [{**r, 'shard': n} for n in self.names() for r in self.read(n)[1]]
-        return pd.DataFrame(rows)
-
-    def load(self, kept_only:bool=True, n_classes:int=2, n_attrs:int=2, **meta) -> GroupedImages|None:
-        "All stored images as `GroupedImages` (y = target class, a = background read from the image); None if empty."
-        xs, rows = [], []
-        for n in self.names():
-            x, r = self.read(n); xs.append(x); rows += r
-        if not rows: return None
-        x = torch.cat(xs); keep = torch.tensor([bool(r['kept']) for r in rows]) if kept_only else torch.ones(len(rows), dtype=torch.bool)
-        col = lambda k: torch.tensor([int(r[k]) for r in rows])
-        ds = GroupedImages(x, col('y'), col('a_after'), col('cls'), col('src'), n_classes=n_classes, n_attrs=n_attrs, **meta)
-        return ds[keep]
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, (np.bool_,)): return bool(o)
-    if isinstance(o, torch.Tensor): return o.tolist()
-    return str(o)
-
-def generate_to_store(store:GenStore, den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, idx,
-                      cfg:GuideConfig|None=None, run_seed:int=0, round:int=0, shard_size:int=64, progress:bool=True,
-                      rank:int=0, world:int=1,   # this process generates shards rank, rank + world, ... of the round
-                      **round_kw):
-    "Run `config_round` over `ds[idx]` shard by shard into `store`, skipping finished shards; returns the round's manifest."
-    if not 0 <= rank < world: raise ValueError(f"`rank` must lie in [0, world={world}), got {rank}.")
-    if shard_size < 1: raise ValueError(f"`shard_size` must be >= 1, got {shard_size}.")
-    idx = torch.as_tensor(idx).long().reshape(-1)
-    starts = list(range(0, len(idx), shard_size))
-    names = [f'r{round:03d}-{k:05d}' for k in range(len(starts))]
-    mine = [k for k in range(rank, len(starts), world) if not store.done(names[k])]
-    for k in tqdm(mine, desc=f'round {round}' + (f' rank {rank}' if world > 1 else ''), disable=not progress, leave=False):
-        s = starts[k]
-        x, rec = config_round(den, teacher, student, ds, idx[s:s + shard_size], cfg, run_seed, round, **round_kw)
-        store.write(names[k], x.images, rec.to_dict('records'), writer={'rank': rank, 'world': world, 'pid': os.getpid()})
-    m = store.manifest()
-    return m[m.shard.isin(names)].reset_index(drop=True) if len(m) else m
-
-# %% ../nbs/04_guided_diffusion.ipynb #514a9a25
-def tiny_latent_denoiser(seed:int=0, image_size:int=16, prompt_len:int=5, emb_dim:int=16,
-                         text_encoder=None):   # e.g. `tiny_clip().text_model`: its width sets the prompt embedding size
-    "A randomly initialised miniature `UNet2DConditionModel` + `AutoencoderKL` pair (tests only: no download)."
-    from diffusers import UNet2DConditionModel, AutoencoderKL
-    if text_encoder is not None: emb_dim = text_encoder.config.hidden_size
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2,
-                        up_block_types=('UpDecoderBlock2D',) * 2, block_out_channels=(16, 32), latent_channels=4,
-                        norm_num_groups=8, sample_size=image_size)
-    unet = UNet2DConditionModel(sample_size=image_size // 2, in_channels=4, out_channels=4, block_out_channels=(16, 32),
-                                layers_per_block=1, down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
-                                up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'), cross_attention_dim=emb_dim,
-                                attention_head_dim=4, norm_num_groups=8)
-    den = LatentDenoiser(unet, vae, null_embedding=torch.zeros(1, prompt_len, emb_dim), text_encoder=text_encoder)
-    if text_encoder is not None:   # the empty prompt <bos> <eos> <pad>..., as the null condition of classifier-free guidance
-        c = text_encoder.config
-        den.null_emb = den.embed(torch.tensor([[c.bos_token_id, c.eos_token_id] + [c.pad_token_id] * (prompt_len - 2)]))
-    return den
-
-# %% ../nbs/04_guided_diffusion.ipynb #880c6473
-def process_group(device=None):
-    "`(rank, world, device, barrier)` of this process: several under `torchrun` / `accelerate launch`, else one."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return 0, 1, pick_device(device), lambda: None
-    from accelerate import PartialState
-    cpu = (device is not None and torch.device(device).type == 'cpu') or not torch.cuda.is_available()
-    st = PartialState(cpu=cpu)          # opens the process group: gloo on CPU, NCCL on GPUs (one GPU per process)
-    return st.process_index, st.num_processes, (torch.device('cpu') if cpu else st.device), st.wait_for_everyone
-
-@call_parse
-def generate_cli(
-    out:str='runs/generate',      # output folder: a GenStore (shards, store.json) and the merged manifest.csv
-    student:str=None,             # folder of a saved student (`save_model`); default: the cached ERM student
-    diffusion:str=None,           # folder of a diffusion model (`save_diffusion`); default: the committed checkpoint
-    ratio:float=0.3,              # share of train used as sources, least confident first
-    n_sources:int=0,              # number of sources (the least confident) instead of `ratio`; 0: use `ratio`
-    start_from:str='img2img',     # img2img (from the training image) or noise
-    steps:int=20,                 # DDIM steps over the full trajectory
-    strength:float=0.8,           # img2img noise level
-    scale:float=0.25,             # guidance scale; 0: unguided
-    t_min:int=400,                # guide only while t >= t_min
-    run_seed:int=0,               # seed of the round (each image's seed derives from it, its source id and the round)
-    round:int=0,                  # round number
-    shard_size:int=64,            # sources per shard, generated as ONE batch
-    task:str='ge5',               # label rule: ge5 or parity
-    cue:str='background',         # spurious cue: background or stroke
-    seed:int=0,                   # data and training seed (teacher, ERM student)
-    device:str=None,              # cpu, cuda, ...; default: best available (one GPU per process)
-    threads:int=0,                # torch CPU threads per process; 0: torch's default (launchers set 1)
-    quiet:bool=False):            # no progress bars or summary
-    "Generate one ConfiG round into the store folder `out`, split across processes; rank 0 writes `out/manifest.csv`."
-    if seed < 0 or run_seed < 0: raise SystemExit(f"--seed and --run_seed must be >= 0, got {seed}, {run_seed}.")
-    if n_sources < 0: raise SystemExit(f"--n_sources must be >= 0, got {n_sources}.")
-    if start_from not in ('img2img', 'noise'): raise SystemExit(f"--start_from must be 'img2img' or 'noise', got {start_from!r}.")
-    if threads: torch.set_num_threads(threads)
-    g = GuideConfig(steps=steps, strength=strength, scale=scale, t_min=t_min, bs=shard_size)
-    rank, world, dev, barrier = process_group(device)
-    data_cfg = DigitsConfig(task=task, cue=cue, seed=seed)
-    train = spurious_digits(data_cfg, splits=['train'])['train']
-    def setup():   # cached models may be trained on first use: rank 0 goes first, the others then load them
-        teacher = get_teacher(data_cfg, TrainConfig.teacher(seed=seed), progress=not quiet).to(dev)
-        stu = (load_model(student) if student else get_erm_student(data_cfg, TrainConfig(seed=seed), progress=not quiet)).to(dev)
-        unet, _, dmeta = load_diffusion(diffusion or committed_diffusion_path(), dev)
-        idx = select_sources(stu, train, ratio) if not n_sources else select_sources(stu, train, 1.0)[:n_sources]
-        meta = {'kind': 'configkd_generate', 'data': asdict(data_cfg), 'student': student or 'erm_student',
-                'diffusion': dmeta.get('key'), 'guide': asdict(g), 'start': start_from, 'run_seed': run_seed, 'round': round,
-                'shard_size': shard_size, 'sources': idx.tolist()}
-        return teacher, stu, PixelDenoiser(unet), idx, GenStore(out, meta)
-    if rank == 0: teacher, stu, den, idx, store = setup()
-    barrier()
-    if rank != 0: teacher, stu, den, idx, store = setup()
-    t0 = time.time()
-    generate_to_store(store, den, teacher, stu, train, idx, g, run_seed, round, shard_size, progress=not quiet,
-                      rank=rank, world=world, start=start_from)
-    barrier()
-    if rank == 0:
-        m = store.write_manifest()
-        if not quiet:
-            print(f"{len(m)} images in {store.root} ({world} process{'es' * (world > 1)}, {time.time() - t0:.1f} s this run)")
-            print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in round_summary(m).items()))
