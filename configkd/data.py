@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['WARM', 'COOL', 'NEUTRAL', 'SPLITS', 'ATTR_NAMES', 'CELEBA_SOURCE', 'WATERBIRDS_SOURCE', 'check_images',
+__all__ = ['WARM', 'COOL', 'NEUTRAL', 'SPLITS', 'ATTR_NAMES', 'CELEBA_SITE', 'CELEBA_SOURCE', 'WATERBIRDS_SOURCE', 'IMAGE_EXTS',
+           'CELEBA_FILES', 'CELEBA_SPLITS', 'WATERBIRDS_SPLITS', 'CELEBA_HUB_REPO', 'CELEBA_HUB_CONFIG', 'check_images',
            'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names', 'raw_digits', 'render_digits', 'make_split',
            'spurious_digits', 'border_attr', 'stroke_attr', 'digits_attr_reader', 'show_images', 'annotate',
-           'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds', 'download_celeba']
+           'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds', 'load_image_folder', 'download_celeba',
+           'celeba_from_records', 'celeba_from_hub_folder', 'download_celeba_hub']
 
 # %% ../nbs/00_data.ipynb #93201ade
 def check_images(x, name:str='images', channels:Sequence[int]=(1, 3)) -> torch.Tensor:
@@ -405,79 +407,412 @@ def drop_groups(ds:GroupedImages, groups:Sequence[int]) -> GroupedImages:
     keep = ~torch.isin(ds.g, torch.as_tensor(list(groups), dtype=torch.long))
     return ds[keep]
 
+CELEBA_SITE = 'https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html'
+CELEBA_SOURCE = (f"Get CelebA from {CELEBA_SITE} (Align&Cropped images and the Anno / Eval text files), with "
+                 "`download_celeba(root)` (torchvision) or with `download_celeba_hub(root)` (Hugging Face Hub), "
+                 "then pass the folder holding them.")
+WATERBIRDS_SOURCE = ("Get Waterbirds (waterbird_complete95_forest2water2) from the group-DRO repository "
+                     "(https://github.com/kohpangwei/group_DRO) or WILDS, then pass the folder holding metadata.csv.")
+
 def _need(path:Path, what:str, source:str):
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: expected {path}. {source}")
 
-def _load_image(path:Path, size:int, crop:bool) -> torch.Tensor:
-    from PIL import Image
-    with Image.open(path) as im:
-        im = im.convert('RGB')
-        if crop:
-            s = min(im.size); l, t = (im.width - s) // 2, (im.height - s) // 2
-            im = im.crop((l, t, l + s, t + s))
-        im = im.resize((size, size), Image.BILINEAR)
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255
+def _folder(root, what:str, source:str, holds:str) -> Path:
+    "`root` as a Path, checked to be an existing folder (a file gets 'pass the folder that holds it')."
+    root = Path(root).expanduser()
+    if root.is_file():
+        raise NotADirectoryError(f"{root} is a file: pass the folder that holds it, not the file ({root.name} lies in "
+                                 f"{root.parent}; give the folder with {holds}).")
+    _need(root, what, source)
+    return root
 
 def _subsample(n, max_items, seed):
     if max_items is None or max_items >= n: return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, max_items, replace=False))
 
-CELEBA_SOURCE = ("Get CelebA from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped images and the Anno / "
-                 "Eval text files) or with `torchvision.datasets.CelebA(root, download=True)`, then pass the folder holding them.")
-WATERBIRDS_SOURCE = ("Get Waterbirds (waterbird_complete95_forest2water2) from the group-DRO repository "
-                     "(https://github.com/kohpangwei/group_DRO) or WILDS, then pass the folder holding metadata.csv.")
+# %% ../nbs/00_data.ipynb #9d9de745
+_DTYPES = {'float32': torch.float32, 'uint8': torch.uint8}
 
-def load_celeba(root, split:str='train', size:int=64, target:str='Blond_Hair', spurious:str='Male',
-                drop:Sequence[int]=(), max_items:int|None=None, seed:int=0) -> GroupedImages:
-    "CelebA from its standard folder, as `GroupedImages` (y = `target`, a = `spurious`); `drop` removes groups."
-    root = Path(root)
-    _need(root, 'CelebA folder', CELEBA_SOURCE)
-    for f in ('list_attr_celeba.txt', 'list_eval_partition.txt', 'img_align_celeba'): _need(root/f, f"CelebA {f}", CELEBA_SOURCE)
-    parts = {'train': 0, 'val': 1, 'valid': 1, 'test': 2}
-    if split not in parts: raise ValueError(f"`split` must be one of {list(parts)}, got {split!r}.")
-    lines = (root/'list_attr_celeba.txt').read_text().split('\n')
-    names = lines[1].split()
+def _whole(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+def _int(s) -> int|None:
+    "`s` as an int, or None where it is not a whole number."
+    try: return int(s)
+    except (TypeError, ValueError): return None
+
+def _dtype(dtype) -> torch.dtype:
+    "The storage dtype that `dtype` names: 'float32' or 'uint8' (or that torch dtype)."
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values(): return dtype
+    if isinstance(dtype, str) and dtype in _DTYPES: return _DTYPES[dtype]
+    raise ValueError(f"`dtype` must be 'float32' (images in [0, 1]) or 'uint8' (0-255, a quarter of the memory), got {dtype!r}.")
+
+def _check_load_args(size, max_items, dtype, split=None, splits=(), drop=(), groups:Sequence[str]=()) -> torch.dtype:
+    "Check the loaders' common arguments before any file is read; returns the storage dtype."
+    if split is not None and not (isinstance(split, str) and split in splits):
+        raise ValueError(f"`split` must be one of {list(splits)}, got {split!r}.")
+    if not _whole(size) or size < 8: raise ValueError(f"`size` must be a whole number >= 8 (the image side in pixels), got {size!r}.")
+    if max_items is not None and not (_whole(max_items) and max_items >= 1):
+        raise ValueError(f"`max_items` must be None (every image) or a whole number >= 1, got {max_items!r}.")
+    if isinstance(drop, (int, np.integer, str)): raise TypeError(f"`drop` must be a list of group ids, e.g. drop=[3], got {drop!r}.")
+    bad = [g for g in drop if not (_whole(g) and 0 <= g < len(groups))]
+    if bad: raise ValueError(f"`drop` holds {bad}, but the groups are " + ', '.join(f"{k} ({n})" for k, n in enumerate(groups))
+                             + "; give ids from these.")
+    return _dtype(dtype)
+
+# %% ../nbs/00_data.ipynb #bf665fcd
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+
+def _load_image(path:Path, size:int, crop:bool=True, exif:bool=False) -> torch.Tensor:
+    "One image as uint8 RGB `(3, size, size)`: centre square crop, bilinear resize; `exif` applies the camera's rotation."
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        if exif: im = ImageOps.exif_transpose(im)
+        im = im.convert('RGB')
+        if crop:
+            s = min(im.size); l, t = (im.width - s) // 2, (im.height - s) // 2
+            im = im.crop((l, t, l + s, t + s))
+        im = im.resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+def _check_files(paths:Sequence[Path], what:str, fix:str):
+    "One error, before any image is read, if some of `paths` are missing (a stat per file: cheap)."
+    miss = [p for p in paths if not p.is_file()]
+    if miss:
+        raise FileNotFoundError(f"{len(miss)} of the {len(paths)} {what} {'is' if len(miss) == 1 else 'are'} missing "
+                                f"(e.g. {', '.join(map(str, miss[:3]))}): {fix}")
+
+def _load_images(paths:Sequence[Path], size:int, dtype:torch.dtype, fix:str, exif:bool=False) -> torch.Tensor:
+    "Read `paths` into one preallocated `(N, 3, size, size)` tensor of `dtype` (never a float copy of the whole set)."
+    out = torch.empty((len(paths), 3, size, size), dtype=dtype)
+    it = paths
+    if len(paths) > 2000:
+        from tqdm.auto import tqdm
+        it = tqdm(paths, desc='reading images', leave=False)
+    for i, p in enumerate(it):
+        try: im = _load_image(p, size, exif=exif)
+        except MemoryError: raise
+        except Exception as e:   # PIL: UnidentifiedImageError (not an image), OSError (truncated), ...
+            raise ValueError(f"{p} is not a readable image ({type(e).__name__}: {e}): {fix}") from e
+        out[i] = im if dtype == torch.uint8 else im.to(dtype).div_(255)
+    return out
+
+# %% ../nbs/00_data.ipynb #8b004be2
+CELEBA_FILES = ('list_attr_celeba.txt', 'list_eval_partition.txt', 'img_align_celeba')
+CELEBA_SPLITS = {'train': 0, 'val': 1, 'valid': 1, 'test': 2}
+_PM1 = {'-1', '0', '1'}
+
+def _celeba_attrs(path:Path, target:str, spurious:str) -> list[tuple[str, bool, bool]]:
+    "`(image name, has target, has spurious)` for each row of list_attr_celeba.txt, every line checked."
+    fix = f"the file is damaged or cut short; download list_attr_celeba.txt again (the Anno folder of {CELEBA_SITE})"
+    lines = path.read_text(errors='replace').splitlines()
+    head = lines[1].split() if len(lines) > 1 else []
+    if not (lines and lines[0].strip().isdigit() and head and not any(_int(w) is not None for w in head)):
+        raise ValueError(f"{path}, lines 1-2: expected the header, the number of images on line 1 and the attribute names "
+                         f"on line 2, got {[l[:60] for l in lines[:2]]}: {fix}.")
     for k, what in ((target, 'target'), (spurious, 'spurious')):
-        if k not in names: raise ValueError(f"`{what}` attribute {k!r} is not in list_attr_celeba.txt; choose from {names}.")
-    rows = [l.split() for l in lines[2:] if l.strip()]
-    part = dict(l.split() for l in (root/'list_eval_partition.txt').read_text().split('\n') if l.strip())
-    rows = [r for r in rows if int(part.get(r[0], -1)) == parts[split]]
+        if k not in head: raise ValueError(f"`{what}` attribute {k!r} is not in list_attr_celeba.txt; choose from {head}.")
+    ti, si, out = head.index(target) + 1, head.index(spurious) + 1, []
+    for n, l in enumerate(lines[2:], start=3):
+        r = l.split()
+        if not r: continue
+        if len(r) != len(head) + 1:
+            raise ValueError(f"{path}, line {n}: expected {len(head) + 1} fields (an image name and {len(head)} values, "
+                             f"-1 or 1), got {len(r)}: {fix}.")
+        if not _PM1.issuperset(r[1:]):
+            i = next(i for i, v in enumerate(r[1:]) if v not in _PM1)
+            raise ValueError(f"{path}, line {n}: expected -1 or 1 for {head[i]}, got {r[i + 1]!r}: {fix}.")
+        out.append((r[0], int(r[ti]) > 0, int(r[si]) > 0))
+    if not out: raise ValueError(f"{path} lists no images after its two header lines: {fix}.")
+    return out
+
+# %% ../nbs/00_data.ipynb #1848c9d5
+def _celeba_partition(path:Path) -> dict[str, int]:
+    "Image name -> partition (0 train, 1 val, 2 test) from list_eval_partition.txt, every line checked."
+    fix = f"download list_eval_partition.txt again (the Eval folder of {CELEBA_SITE})"
+    part = {}
+    for n, l in enumerate(path.read_text(errors='replace').splitlines(), start=1):
+        r = l.split()
+        if not r: continue
+        if len(r) != 2: raise ValueError(f"{path}, line {n}: expected two fields, '<image name> <0, 1 or 2>', got {l.strip()[:80]!r}: {fix}.")
+        if r[1] not in ('0', '1', '2'):
+            raise ValueError(f"{path}, line {n}: the partition must be 0 (train), 1 (val) or 2 (test), got {r[1]!r}: {fix}.")
+        part[r[0]] = int(r[1])
+    if not part: raise ValueError(f"{path} is empty: expected one line '<image name> <0, 1 or 2>' per image; {fix}.")
+    return part
+
+# %% ../nbs/00_data.ipynb #5f4fa3f6
+def load_celeba(root, # the folder holding img_align_celeba/, list_attr_celeba.txt and list_eval_partition.txt
+                split:str='train', # 'train', 'val' (or 'valid') or 'test': CelebA's official partition
+                size:int=64, # image side after a centre square crop (>= 8)
+                target:str='Blond_Hair', # attribute that gives the label y
+                spurious:str='Male', # attribute that gives the spurious attribute a
+                drop:Sequence[int]=(), # groups g = 2*y + a to leave out, e.g. [3]: no blond men
+                max_items:int|None=None, # a random subset of this many images (taken before `drop`)
+                seed:int=0, # seed of that subset
+                dtype:str='float32', # 'float32' (in [0, 1]) or 'uint8' (a quarter of the memory, converted per batch)
+               ) -> GroupedImages:
+    "CelebA from its standard folder, as `GroupedImages` (y = `target`, a = `spurious`); `drop` removes groups."
+    cn, an = [f'not {target}', target], [f'not {spurious}', spurious]
+    dt = _check_load_args(size, max_items, dtype, split, CELEBA_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an])
+    root = _folder(root, 'CelebA folder', CELEBA_SOURCE, 'img_align_celeba/ and the two list_*.txt files')
+    for f in CELEBA_FILES: _need(root/f, f"CelebA {f}", CELEBA_SOURCE)
+    rows = _celeba_attrs(root/'list_attr_celeba.txt', target, spurious)
+    part = _celeba_partition(root/'list_eval_partition.txt')
+    if not any(r[0] in part for r in rows):
+        raise ValueError(f"none of the images in {root/'list_attr_celeba.txt'} is listed in {root/'list_eval_partition.txt'} "
+                         "(the two files come from different copies of CelebA): download both again.")
+    rows = [r for r in rows if part.get(r[0]) == CELEBA_SPLITS[split]]
     rows = [rows[i] for i in _subsample(len(rows), max_items, seed)]
-    ti, si = names.index(target) + 1, names.index(spurious) + 1
-    y = [int(r[ti]) > 0 for r in rows]; a = [int(r[si]) > 0 for r in rows]
-    imgs = [_load_image(root/'img_align_celeba'/r[0], size, crop=True) for r in rows]
-    x = torch.stack(imgs) if imgs else torch.zeros(0, 3, size, size)
-    ds = GroupedImages(x, y, a, class_names=[f'not {target}', target], attr_names=[f'not {spurious}', spurious])
+    img = root/'img_align_celeba'; files = [img/r[0] for r in rows]
+    deep = f" (the images sit one folder too deep, in {img/'img_align_celeba'}: move them up)" if (img/'img_align_celeba').is_dir() else ''
+    _check_files(files, 'images listed in list_attr_celeba.txt', f"check the folder {img}{deep}; unzip img_align_celeba.zip "
+                 f"into {root} again, or download it again if the zip is damaged.")
+    x = _load_images(files, size, dt, f"the file is damaged; download img_align_celeba.zip again and unzip it into {root}.")
+    ds = GroupedImages(x, [r[1] for r in rows], [r[2] for r in rows], class_names=cn, attr_names=an)
     return drop_groups(ds, drop) if drop else ds
 
-def load_waterbirds(root, split:str='train', size:int=64, drop:Sequence[int]=(), max_items:int|None=None, seed:int=0) -> GroupedImages:
+# %% ../nbs/00_data.ipynb #401ed911
+WATERBIRDS_SPLITS = {'train': 0, 'val': 1, 'test': 2}
+_WB_VALUES = {'y': ((0, 1), '0 (landbird) or 1 (waterbird)'), 'place': ((0, 1), '0 (land) or 1 (water)'),
+              'split': ((0, 1, 2), '0 (train), 1 (val) or 2 (test)')}
+
+def _waterbirds_rows(path:Path) -> list[dict]:
+    "The rows of Waterbirds' metadata.csv, with `y`, `place` and `split` as ints, every row checked."
+    fix = f"repair {path.name} or download Waterbirds again"
+    with open(path, newline='', errors='replace') as f:
+        rd = csv.DictReader(f); rows = [(rd.line_num, r) for r in rd]; cols = rd.fieldnames
+    if not cols: raise ValueError(f"{path} is empty: expected a header with img_filename, y, place, split and one row per image; {fix}.")
+    miss = {'img_filename', 'y', 'place', 'split'} - set(cols)
+    if miss: raise ValueError(f"{path} lacks the column(s) {sorted(miss)}; expected img_filename, y, place, split.")
+    if not rows: raise ValueError(f"{path} has no rows, only its header: expected one row per image; {fix}.")
+    for n, r in rows:
+        for c, (ok, what) in _WB_VALUES.items():
+            v = _int(r[c])
+            if v not in ok: raise ValueError(f"{path}, line {n} ({r['img_filename']}): `{c}` must be {what}, got {r[c]!r}; {fix}.")
+            r[c] = v
+    return [r for _, r in rows]
+
+# %% ../nbs/00_data.ipynb #f973932a
+def load_waterbirds(root, # the folder holding metadata.csv and the images it names
+                    split:str='train', # 'train', 'val' or 'test' (metadata.csv's split 0, 1, 2)
+                    size:int=64, # image side after a centre square crop (>= 8)
+                    drop:Sequence[int]=(), # groups g = 2*y + a to leave out, e.g. [1, 2]: the minority groups
+                    max_items:int|None=None, # a random subset of this many images (taken before `drop`)
+                    seed:int=0, # seed of that subset
+                    dtype:str='float32', # 'float32' (in [0, 1]) or 'uint8' (a quarter of the memory, converted per batch)
+                   ) -> GroupedImages:
     "Waterbirds from a folder with `metadata.csv` (y: landbird/waterbird, a: land/water background)."
-    root = Path(root)
-    _need(root, 'Waterbirds folder', WATERBIRDS_SOURCE); _need(root/'metadata.csv', 'Waterbirds metadata.csv', WATERBIRDS_SOURCE)
-    parts = {'train': 0, 'val': 1, 'test': 2}
-    if split not in parts: raise ValueError(f"`split` must be one of {list(parts)}, got {split!r}.")
-    with open(root/'metadata.csv', newline='') as f: rows = list(csv.DictReader(f))
-    miss = {'img_filename', 'y', 'place', 'split'} - set(rows[0] if rows else {})
-    if miss: raise ValueError(f"{root/'metadata.csv'} lacks the column(s) {sorted(miss)}; expected img_filename, y, place, split.")
-    rows = [r for r in rows if int(r['split']) == parts[split]]
+    cn, an = ['landbird', 'waterbird'], ['land', 'water']
+    dt = _check_load_args(size, max_items, dtype, split, WATERBIRDS_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an])
+    root = _folder(root, 'Waterbirds folder', WATERBIRDS_SOURCE, 'metadata.csv and the bird images')
+    _need(root/'metadata.csv', 'Waterbirds metadata.csv', WATERBIRDS_SOURCE)
+    rows = [r for r in _waterbirds_rows(root/'metadata.csv') if r['split'] == WATERBIRDS_SPLITS[split]]
     rows = [rows[i] for i in _subsample(len(rows), max_items, seed)]
-    for r in rows: _need(root/r['img_filename'], 'Waterbirds image', WATERBIRDS_SOURCE)
-    x = torch.stack([_load_image(root/r['img_filename'], size, crop=True) for r in rows]) if rows else torch.zeros(0, 3, size, size)
-    ds = GroupedImages(x, [int(r['y']) for r in rows], [int(r['place']) for r in rows],
-                       class_names=['landbird', 'waterbird'], attr_names=['land', 'water'])
+    files = [root/r['img_filename'] for r in rows]
+    _check_files(files, 'images named in metadata.csv', f"check the folder {root}; unpack the Waterbirds archive into it again.")
+    x = _load_images(files, size, dt, f"the file is damaged; download Waterbirds again and unpack it into {root}.")
+    ds = GroupedImages(x, [r['y'] for r in rows], [r['place'] for r in rows], class_names=cn, attr_names=an)
     return drop_groups(ds, drop) if drop else ds
+
+# %% ../nbs/00_data.ipynb #a323af5c
+def _class_folders(root:Path, classes:Sequence[str]|None) -> list[str]:
+    "The class subfolders of `root`, sorted by name, or `classes` (in that order) checked against them."
+    entries = [p for p in root.iterdir() if not p.name.startswith('.')]
+    if not entries: raise ValueError(f"{root} is empty: expected one subfolder of images per class, {root}/<class name>/<image files>.")
+    found = sorted(p.name for p in entries if p.is_dir())
+    if not found:
+        loose = [p.name for p in entries if p.suffix.lower() in IMAGE_EXTS][:3]
+        hint = f" It holds images directly ({', '.join(loose)}, ...): move them into one subfolder per class." if loose else ''
+        raise ValueError(f"{root} has no class subfolders: expected {root}/<class name>/<image files>.{hint}")
+    if classes is None: return found
+    classes = [classes] if isinstance(classes, str) else list(classes)
+    bad = [c for c in classes if c not in found]
+    if bad or not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"`classes` must name distinct subfolders of {root} (there are {found}), got {classes}"
+                         + (f"; no folder named {bad}" if bad else '') + '.')
+    return classes
+
+def _image_files(folder:Path) -> list[Path]:
+    "The image files under `folder` (nested folders too), sorted; other files and hidden ones are skipped."
+    return sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and not any(s.startswith('.') for s in p.relative_to(folder).parts))
+
+def _attrs_of(ds:GroupedImages, attr_fn:Callable, bs:int=256) -> torch.Tensor:
+    "`attr_fn` applied batch by batch to float images in [0, 1], checked to give `(N,)` whole numbers >= 0."
+    parts = [torch.as_tensor(attr_fn(ds.take(slice(s, s + bs)))).detach().cpu().reshape(-1) for s in range(0, len(ds), bs)]
+    a = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    if a.dtype == torch.bool: a = a.long()
+    got = f"{len(a)} values" + (f" in [{a.min().item()}, {a.max().item()}]" if len(a) else '')
+    if len(a) != len(ds) or (a.is_floating_point() and (a != a.round()).any()) or (len(a) and a.min() < 0):
+        raise ValueError(f"`attr_fn` must return one whole number >= 0 (an attribute id) per image, got {got} for {len(ds)} images.")
+    return a.long()
+
+# %% ../nbs/00_data.ipynb #d5e493e2
+def load_image_folder(root, # folder with one subfolder of images per class: root/<class name>/*.png|jpg|jpeg|webp|bmp
+                      size:int=64, # image side after a centre square crop (>= 8); every image becomes RGB
+                      dtype:str='float32', # 'float32' (in [0, 1]) or 'uint8' (a quarter of the memory, converted per batch)
+                      classes:Sequence[str]|None=None, # subfolders to use, in label order; None: all of them, sorted by name
+                      max_items:int|None=None, # a random subset of this many images
+                      seed:int=0, # seed of that subset
+                      attr_fn:Callable|None=None, # float images (B, 3, size, size) -> (B,) attribute ids; None: unknown
+                     ) -> GroupedImages:
+    "Your own images, one subfolder per class (torchvision's ImageFolder layout), as `GroupedImages` with y = class index."
+    dt = _check_load_args(size, max_items, dtype)
+    if attr_fn is not None and not callable(attr_fn):
+        raise TypeError(f"`attr_fn` must be a function images -> attribute ids (or None), got {type(attr_fn).__name__}.")
+    root = _folder(root, 'image folder', 'Pass a folder with one subfolder of images per class.', 'one subfolder of images per class')
+    names = _class_folders(root, classes)
+    files, y = [], []
+    for k, c in enumerate(names):
+        fs = _image_files(root/c)
+        if not fs: raise ValueError(f"class folder {root/c} holds no image files ({', '.join(IMAGE_EXTS)}): add images, "
+                                    "delete the folder, or leave it out with `classes`.")
+        files += fs; y += [k] * len(fs)
+    idx = _subsample(len(files), max_items, seed)
+    files, y = [files[i] for i in idx], [y[i] for i in idx]
+    x = _load_images(files, size, dt, f"replace or delete it (only {', '.join(IMAGE_EXTS)} files are read).", exif=True)
+    ds = GroupedImages(x, y, n_classes=len(names), class_names=names)
+    if attr_fn is None: return ds
+    a = _attrs_of(ds, attr_fn)
+    n_a = int(a.max()) + 1 if len(a) else 1
+    return GroupedImages(ds.data, ds.y, a, n_classes=len(names), n_attrs=n_a, class_names=names,
+                         attr_names=[f"a{i}" for i in range(n_a)])
 
 # %% ../nbs/00_data.ipynb #da8d8b17
+CELEBA_HUB_REPO = 'flwrlabs/celeba'
+
+def _celeba_ready(folder:Path) -> bool: return all((folder/f).exists() for f in CELEBA_FILES)
+
+def _celeba_download_help(root:Path, e:Exception) -> str:
+    "What to do when torchvision's CelebA download fails (most often: Google Drive's quota)."
+    quota = any(w in str(e).lower() for w in ('quota', 'too many users', 'daily', 'rate limit'))
+    out = root/'celeba'
+    why = ("Google Drive's download quota stopped the CelebA download" if quota else "The CelebA download failed, "
+           "probably because Google Drive's download quota refused it (popular files are blocked for up to a day)")
+    return (f"{why} ({type(e).__name__}: {str(e)[:300]}).\n"
+            f"Manual route: from the Google Drive or Baidu links on {CELEBA_SITE}, download Img/img_align_celeba.zip, "
+            "Anno/list_attr_celeba.txt and Eval/list_eval_partition.txt, and unzip the images so that you have\n"
+            f"  {out}/img_align_celeba/000001.jpg ... 202599.jpg\n  {out}/list_attr_celeba.txt\n  {out}/list_eval_partition.txt\n"
+            f"then call load_celeba('{out}') (download_celeba('{root}') then returns that folder at once).\n"
+            f"Hugging Face Hub route: download_celeba_hub('{root}') fetches a community copy ({CELEBA_HUB_REPO}) and "
+            "writes the same layout (it needs huggingface_hub and pyarrow).")
+
 def download_celeba(root='data') -> Path:
-    "Download CelebA with torchvision (internet, ~1.4 GB) into `root/celeba`, the folder `load_celeba` reads; returns it."
+    "Download CelebA with torchvision (internet, ~1.4 GB) into `root/celeba`, the folder `load_celeba` reads; returns it (at once if it is there)."
+    root = Path(root); out = root/'celeba'
+    if _celeba_ready(out): return out
     try: from torchvision.datasets import CelebA
     except (ImportError, RuntimeError, OSError) as e:   # absent, or built for another torch (fails on import)
         raise ImportError(f"`download_celeba` needs torchvision built for your torch {torch.__version__}: "
                           "`pip install torchvision` with the matching version (https://pytorch.org/get-started/previous-versions/) "
-                          f"- or get the files yourself. {CELEBA_SOURCE} ({type(e).__name__}: {e})") from e
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
-    CelebA(str(root), split='all', target_type='attr', download=True)
-    out = root/'celeba'
-    for f in ('list_attr_celeba.txt', 'list_eval_partition.txt', 'img_align_celeba'): _need(out/f, f"CelebA {f}", CELEBA_SOURCE)
+                          f"- or use `download_celeba_hub(root)`, or get the files yourself. {CELEBA_SOURCE} ({type(e).__name__}: {e})") from e
+    root.mkdir(parents=True, exist_ok=True)
+    try: CelebA(str(root), split='all', target_type='attr', download=True)
+    except Exception as e: raise RuntimeError(_celeba_download_help(root, e)) from e
+    for f in CELEBA_FILES: _need(out/f, f"CelebA {f}", CELEBA_SOURCE)
     return out
+
+# %% ../nbs/00_data.ipynb #23d494f0
+from typing import Iterable
+
+def _ext(b:bytes) -> str:
+    "The file extension of encoded image bytes ('' if they are not JPEG, PNG, WebP or BMP)."
+    if b[:3] == b'\xff\xd8\xff': return '.jpg'
+    if b[:8] == b'\x89PNG\r\n\x1a\n': return '.png'
+    if b[:4] == b'RIFF' and b[8:12] == b'WEBP': return '.webp'
+    return '.bmp' if b[:2] == b'BM' else ''
+
+def _hub_image(r:dict, k:int, used:set, where:str) -> tuple[str, bytes]:
+    "File name and encoded bytes of one row's `image` (a `datasets` Image `{'bytes', 'path'}`, or raw bytes)."
+    v = r.get('image')
+    b, name = (v.get('bytes'), v.get('path')) if isinstance(v, dict) else (v, None)
+    if not isinstance(b, (bytes, bytearray)) or not _ext(bytes(b)):
+        raise ValueError(f"{where}: `image` holds no JPEG/PNG/WebP/BMP bytes (got {type(b).__name__}); the shard is "
+                         "damaged or of another format: download it again.")
+    name = Path(name).name if name else ''
+    f = name if Path(name).suffix.lower() in IMAGE_EXTS and name not in used else f"{k:06d}{_ext(bytes(b))}"
+    if f in used: raise ValueError(f"{where}: a second image named {f}; the copy lists an image twice.")
+    used.add(f)
+    return f, bytes(b)
+
+def _hub_attrs(r:dict, names:list[str], where:str) -> str:
+    "One row's attributes as CelebA's fields, '1' (present) or '-1'."
+    bad = [c for c in names if not isinstance(r.get(c), (bool, np.bool_))]
+    if bad: raise ValueError(f"{where}: attribute {bad[0]!r} must be a boolean, got {r.get(bad[0])!r}.")
+    return ' '.join('1' if r[c] else '-1' for c in names)
+
+def _write_text(path:Path, text:str):
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp'); tmp.write_text(text); os.replace(tmp, path)
+
+# %% ../nbs/00_data.ipynb #3043b21a
+def celeba_from_records(records:Iterable[tuple[int, dict, str]], # (partition 0/1/2, row with `image` and boolean attributes, where)
+                        out, # folder to write: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt
+                       ) -> Path:
+    "Write CelebA rows in the layout `load_celeba` reads; the two text files come last (a stopped run leaves no half-ready folder)."
+    out = Path(out); img = out/'img_align_celeba'; img.mkdir(parents=True, exist_ok=True)
+    names, attrs, parts, used = None, [], [], set()
+    for k, (part, r, where) in enumerate(records, start=1):
+        if part not in (0, 1, 2): raise ValueError(f"{where}: the partition must be 0 (train), 1 (val) or 2 (test), got {part!r}.")
+        if names is None:
+            names = [c for c, v in r.items() if c not in ('image', 'celeb_id') and isinstance(v, (bool, np.bool_))]
+            if not names: raise ValueError(f"{where}: no boolean attribute fields (such as Blond_Hair, Male) among {list(r)}.")
+        f, b = _hub_image(r, k, used, where)
+        line = f"{f} {_hub_attrs(r, names, where)}"
+        (img/f).write_bytes(b)
+        attrs.append(line); parts.append(f"{f} {part}")
+    if not attrs: raise ValueError(f"nothing to write into {out}: no rows (the shards are empty).")
+    _write_text(out/'list_eval_partition.txt', '\n'.join(parts) + '\n')
+    _write_text(out/'list_attr_celeba.txt', f"{len(attrs)}\n{' '.join(names)}\n" + '\n'.join(attrs) + '\n')
+    return out
+
+# %% ../nbs/00_data.ipynb #4b0a5821
+CELEBA_HUB_CONFIG = 'img_align+identity+attr'
+_HUB_SPLITS = {'train': 0, 'valid': 1, 'validation': 1, 'val': 1, 'test': 2}
+
+def _pyarrow():
+    "pyarrow's parquet module, or an error that says what to install."
+    try: import pyarrow.parquet as pq
+    except ImportError as e: raise ImportError(f"reading the Hub's parquet shards needs pyarrow: `pip install pyarrow` ({e}).") from e
+    return pq
+
+def _parquet_rows(path:Path) -> Iterator[dict]:
+    "The rows of one parquet shard as dicts, 256 at a time (the images stay encoded)."
+    for batch in _pyarrow().ParquetFile(path).iter_batches(batch_size=256): yield from batch.to_pylist()
+
+def _hub_shards(src:Path) -> list[tuple[int, Path]]:
+    "The parquet shards under `src` with their partition, read off the name (`train-00000-of-00019.parquet`) or folder (`train/0000.parquet`)."
+    out = []
+    for p in sorted(src.rglob('*.parquet')):
+        if any(s.startswith('.') for s in p.relative_to(src).parts): continue
+        split = p.name.split('-')[0] if '-' in p.name else p.parent.name
+        if split not in _HUB_SPLITS: raise ValueError(f"{p}: cannot tell its split; expected train-*, valid-* or test-*.parquet.")
+        out.append((_HUB_SPLITS[split], p))
+    if not out: raise FileNotFoundError(f"no parquet shards under {src}: expected e.g. {CELEBA_HUB_CONFIG}/train-00000-of-00019.parquet.")
+    return sorted(out, key=lambda t: (t[0], str(t[1])))
+
+def celeba_from_hub_folder(src, # local copy of the Hub repository (what `snapshot_download` returns)
+                           out, # folder to write, in the `load_celeba` layout
+                          ) -> Path:
+    "Convert a local copy of the Hub's CelebA (parquet shards of `image` + boolean attributes, split in the name) into the `load_celeba` layout."
+    shards = _hub_shards(Path(src))
+    rows = ((part, r, f"{p} row {i}") for part, p in shards for i, r in enumerate(_parquet_rows(p)))
+    return celeba_from_records(rows, out)
+
+# %% ../nbs/00_data.ipynb #0b2ab952
+def download_celeba_hub(root='data', # folder to download into: the shards go to root/celeba_hub, the result to root/celeba
+                        repo_id:str=CELEBA_HUB_REPO, # Hub dataset repository holding CelebA as parquet shards
+                        splits:Sequence[str]=('train', 'valid', 'test'), # which shards to fetch
+                        revision:str|None=None, # a commit of the repository, for a copy that cannot change under you
+                       ) -> Path:
+    "CelebA from a community copy on the Hugging Face Hub (no Google Drive quota), in the layout `load_celeba` reads; returns `root/celeba`."
+    root = Path(root); out = root/'celeba'
+    if _celeba_ready(out): return out
+    if isinstance(splits, str) or not splits or any(s not in _HUB_SPLITS for s in splits):
+        raise ValueError(f"`splits` must list some of 'train', 'valid', 'test', got {splits!r}.")
+    try: from huggingface_hub import snapshot_download
+    except ImportError as e: raise ImportError(f"`download_celeba_hub` needs huggingface_hub: `pip install huggingface_hub` ({e}).") from e
+    _pyarrow()                                       # fail now, not after a 12 GB download
+    src = snapshot_download(repo_id, repo_type='dataset', revision=revision, local_dir=str(root/'celeba_hub'),
+                            allow_patterns=[f"*{s}{sep}*.parquet" for s in splits for sep in '-/'])
+    return celeba_from_hub_folder(src, out)
