@@ -14,21 +14,22 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images
-from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher,
-                             TrainConfig, n_params, atomic_torch_save, cache_dir, config_key, fixed_threads,
-                             logits_of)
+from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images, digits_attr_reader
+from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher, logits_of,
+                             TrainConfig, n_params, atomic_torch_save, cache_dir, config_key, fixed_threads, key_lock,
+                             model_identity)
 from .errors import group_metrics, evaluate
 from .diffusion import (PixelDenoiser, GuideConfig, get_diffusion, config_round, reconstruct, image_seed,
-                                select_sources, background_attr, round_summary)
+                                select_sources, round_summary, read_attrs)
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'kd_loss', 'DistillConfig', 'config_augmenter', 'oracle_augmenter', 'cutmix',
-           'real_reconstructions', 'balanced_sources', 'Distiller', 'run_method', 'final_metrics', 'distill_preset',
-           'fingerprint', 'fingerprint_data', 'cached_reconstructions', 'cached_run_method', 'plot_methods',
-           'plot_rounds', 'plot_pool_groups']
+__all__ = ['METHODS', 'PRESETS', 'DISTILL_CACHE_VERSION', 'BENCH_POOL_SKEW', 'kd_loss', 'DistillConfig', 'config_augmenter',
+           'oracle_augmenter', 'cutmix', 'cosine_lr', 'real_reconstructions', 'balanced_sources', 'Distiller',
+           'run_method', 'final_metrics', 'distill_preset', 'fingerprint', 'fingerprint_data', 'cached_reconstructions',
+           'run_key', 'cached_run_method', 'plot_methods', 'plot_rounds', 'plot_pool_groups']
 
 # %% ../nbs/05_distill.ipynb #c19ddca5
 def kd_loss(student_logits:torch.Tensor,  # (B, K)
@@ -95,41 +96,55 @@ class DistillConfig:
 
     @classmethod
     def tiny(cls, **kw):
-        "The preset `nbdev_test` runs on a CPU: 24 epochs, 4 rounds (use it with `GuideConfig(steps=10)`)."
-        return cls(**{'epochs': 24, 'period': 5, 'rounds': 4, **kw})
+        "A smoke-test config: 9 epochs, a round every 2 (the `tiny` preset of `PRESETS` below, with `GuideConfig(steps=6)`)."
+        return cls(**{'epochs': 9, 'period': 2, 'rounds': 3, **kw})
 
 # %% ../nbs/05_distill.ipynb #75d6b3c8
+def _paired(den, src:GroupedImages, guide:GuideConfig, run_seed:int, r:int, attr_fn=None):
+    "An unguided img2img reconstruction of each source, and its records (`kind` 'paired')."
+    seeds = [image_seed(run_seed, s, r, salt=11) for s in src.src.tolist()]
+    xr = reconstruct(den, src.images, src.cls, seeds, strength=guide.strength, steps=guide.steps, bs=guide.bs)
+    a = read_attrs(attr_fn, xr)
+    rec = pd.DataFrame({'src': src.src.numpy(), 'cls': src.cls.numpy(), 'y': src.y.numpy(), 'seed': seeds, 'round': r,
+                        'a_after': a.numpy(), 'kept': True, 'kind': 'paired'})
+    return GroupedImages(xr, src.y, a, src.cls, src.src, **src.meta()), rec
+
 def config_augmenter(den, teacher:nn.Module, guide:GuideConfig|None=None, purify:float=0.3, pair_recon:bool=True,
                      checker:nn.Module|None=None, run_seed:int=0, filter_teacher:bool=True,
-                     start:str='img2img') -> Callable:   # 'img2img' from the sources, or 'noise' (class-conditional)
+                     start:str='img2img',                # 'img2img' from the sources, or 'noise' (class-conditional)
+                     attr_fn:Callable|None=None) -> Callable:   # attribute reader for the records (analysis only)
     "ConfiG rounds (guided img2img, optional purification and teacher filter); `guide.scale = 0` gives the unguided baseline."
     guide = guide or GuideConfig()
     def augment(student, train:GroupedImages, idx, r:int):
         x, rec = config_round(den, teacher, student, train, idx, guide, run_seed, r, start=start,
-                              purify_strength=purify if guide.scale > 0 else None, checker=checker)
+                              purify_strength=purify if guide.scale > 0 else None, checker=checker, attr_fn=attr_fn)
+        rec['kind'] = 'guided' if guide.scale > 0 else 'unguided'
         keep = torch.tensor(rec.kept.to_numpy(dtype=bool)) if filter_teacher else torch.ones(len(x), dtype=torch.bool)
-        parts = [x[keep]]
-        if pair_recon:
-            src = train[idx]
-            seeds = [image_seed(run_seed, s, r, salt=11) for s in src.src.tolist()]
-            xr = reconstruct(den, src.images, src.cls, seeds, strength=guide.strength, steps=guide.steps, bs=guide.bs)
-            parts.append(GroupedImages(xr, src.y, background_attr(xr), src.cls, src.src, **src.meta()))
-        return GroupedImages.cat(parts), {**round_summary(rec), 'added': sum(len(p) for p in parts)}
+        rec['kept'] = keep.numpy()
+        if not pair_recon: return x[keep], rec
+        xp, recp = _paired(den, train[idx], guide, run_seed, r, attr_fn)
+        return GroupedImages.cat([x[keep], xp]), pd.concat([rec, recp], ignore_index=True)
+    augment.chunk = guide.bs                 # the distiller hands it sources in chunks of one batch
     return augment
 
+# %% ../nbs/05_distill.ipynb #75d6b3c9
 def oracle_augmenter(data_cfg:DigitsConfig, den=None, run_seed:int=0, strength:float=0.8, steps:int=20,
                      pair:bool=True) -> Callable:   # also add each source itself, as ConfiG adds a paired reconstruction
     "The same source digits re-rendered with the flipped attribute; with `den`, passed through unguided img2img too."
+    attr_fn = digits_attr_reader(data_cfg)
     def augment(student, train:GroupedImages, idx, r:int):
         src = train[torch.as_tensor(idx)]
         x = make_split(data_cfg, src.src, 1 - src.a, seed_offset=10_000 + r)
         if den is not None:
             seeds = [image_seed(run_seed, s, r, salt=13) for s in src.src.tolist()]
             xr = reconstruct(den, x.images, x.cls, seeds, strength=strength, steps=steps)
-            x = GroupedImages(xr, x.y, background_attr(xr), x.cls, x.src, **x.meta())
-        info = {'n': len(x), 'flipped_bg': float((x.a != x.y).float().mean())}
-        if pair: x = GroupedImages.cat([x, src])
-        return x, {**info, 'added': len(x)}
+            x = GroupedImages(xr, x.y, attr_fn(xr), x.cls, x.src, **x.meta())
+        rec = pd.DataFrame({'src': x.src.numpy(), 'cls': x.cls.numpy(), 'y': x.y.numpy(), 'round': r, 'a_after': x.a.numpy(),
+                            'missing_after': (x.a != x.y).float().numpy(), 'kept': True, 'kind': 'oracle'})
+        if not pair: return x, rec
+        recp = rec.assign(a_after=src.a.numpy(), missing_after=0.0, kind='paired')
+        return GroupedImages.cat([x, src]), pd.concat([rec, recp], ignore_index=True)
+    augment.chunk = 64                       # reconstruct's batch size
     return augment
 
 # %% ../nbs/05_distill.ipynb #4b597caf
@@ -145,12 +160,18 @@ def cutmix(x:torch.Tensor, gen:torch.Generator) -> torch.Tensor:
     return out
 
 # %% ../nbs/05_distill.ipynb #1af8dab7
-def _lr_at(cfg:DistillConfig, ep:int) -> float: return cfg.lr * 0.5 * (1 + math.cos(math.pi * ep / cfg.epochs))
+def cosine_lr(ep:int, cfg:DistillConfig) -> float: return cfg.lr * 0.5 * (1 + math.cos(math.pi * ep / cfg.epochs))   # lr of epoch `ep`
 
-def real_reconstructions(den, train:GroupedImages, seed:int=0, progress:bool=False, strength:float=0.8, steps:int=20) -> torch.Tensor:
-    "Every training image passed once through unguided img2img (fix 1: the generator's style then predicts nothing)."
+def real_reconstructions(den, train:GroupedImages, seed:int=0, progress:bool=False, strength:float=0.8, steps:int=20,
+                         bs:int=64) -> torch.Tensor:
+    "Every training image passed once through unguided img2img (fix 1: the generator's style then predicts nothing), in chunks."
     seeds = [image_seed(seed, s, -1, salt=3) for s in train.src.tolist()]
-    return reconstruct(den, train.images, train.cls, seeds, strength=strength, steps=steps, progress=progress)
+    chunk, out = 16 * bs, torch.empty_like(train.data)                   # uint8 data get uint8 reconstructions
+    for s in tqdm(range(0, len(train), chunk), desc='reconstructions', disable=not progress, leave=False):
+        sl = slice(s, s + chunk)
+        xr = reconstruct(den, train.take(sl), train.cls[sl], seeds[sl], strength=strength, steps=steps, bs=bs)
+        out[sl] = xr if out.is_floating_point() else (xr * 255).round().to(torch.uint8)
+    return out
 
 def balanced_sources(student:nn.Module, train:GroupedImages, ratio:float) -> torch.Tensor:
     "The `ratio` share of each class of `train` on which `student` is least confident (notebook 04's rule, per class)."
@@ -160,189 +181,290 @@ def balanced_sources(student:nn.Module, train:GroupedImages, ratio:float) -> tor
         if len(cls_idx): out.append(cls_idx[select_sources(student, train[cls_idx], ratio)])
     return torch.cat(out)
 
+# %% ../nbs/05_distill.ipynb #1af8dab8
 class Distiller:
     "KD of a fresh student from `teacher` on `train`, with a generation round every `cfg.period` epochs."
     def __init__(self, teacher:nn.Module, train:GroupedImages, cfg:DistillConfig|None=None,
-                 augment:Callable|None=None,          # augment(student, train, idx, round) -> (GroupedImages, info)
+                 augment:Callable|None=None,          # augment(student, train, idx, round) -> (GroupedImages, records)
                  den=None,                            # diffusion model, needed for `cfg.recon`
                  val:GroupedImages|None=None, test:GroupedImages|None=None,
-                 make_model:Callable=make_student, ckpt=None, device=None, progress:bool=True,
-                 recon_images:torch.Tensor|None=None,   # precomputed `real_reconstructions(den, train, seed)`, to share across runs
-                 accelerator=None,                      # an `accelerate.Accelerator`: device, mixed precision, DDP
-                 evals:dict[str, GroupedImages]|None=None):   # more labelled splits to score after every epoch (e.g. `dev`)
+                 make_model:Callable=make_student,    # the student: make_model(n_classes) (or make_model()) -> nn.Module
+                 ckpt=None, device=None, progress:bool=True,
+                 recon_images:torch.Tensor|None=None, # precomputed `real_reconstructions(den, train, seed)`, to share across runs
+                 accelerator=None,                    # an `accelerate.Accelerator`: device, mixed precision, DDP
+                 evals:dict[str, GroupedImages]|None=None,   # more labelled splits to score after every epoch (e.g. `dev`)
+                 make_opt:Callable|None=None,         # make_opt(params, cfg) -> optimiser; default AdamW(cfg.lr, cfg.wd)
+                 lr_at:Callable|None=None,            # lr_at(epoch, cfg) -> learning rate of that epoch; default a cosine
+                 transform:Callable|None=None,        # transform(x, gen) -> x: train-time augmentation; teacher logits follow it
+                 select_on:GroupedImages|None=None,   # labelled split with groups: keep the epoch with its best WGA
+                 attr_fn:Callable|None=None):         # attribute reader for records and pool counts (analysis only)
+        if len(train) == 0: raise ValueError("`train` is empty: nothing to distil.")
         self.train, self.cfg, self.augment, self.den = train, cfg or DistillConfig(), augment, den
-        self.recon_images, self.acc = recon_images, accelerator
+        self.recon_images, self.acc, self.attr_fn = recon_images, accelerator, attr_fn
         self.val, self.test, self.make_model, self.progress = val, test, make_model, progress
         self.evals = {k: v for k, v in {'val': val, **(evals or {}), 'test': test}.items() if v is not None}
+        self.make_opt = make_opt or (lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.wd))
+        self.lr_at, self.transform, self.select_on = lr_at or cosine_lr, transform, select_on
         self.ckpt = Path(ckpt) if ckpt else None
         self.device = accelerator.device if accelerator is not None else pick_device(device)
         self.teacher = teacher.eval().to(self.device)
-        if len(train) == 0: raise ValueError("`train` is empty: nothing to distil.")
         if self.cfg.recon and den is None and augment is not None and self.cfg.rounds:
             raise ValueError("`cfg.recon=True` needs the diffusion model `den` (or set `recon=False`).")
 
     def _teacher_logits(self, x): return predict(self.teacher, x, device=self.device)
+    def _new_student(self) -> nn.Module:
+        from configkd.models import build_model
+        return build_model(self.make_model, self.train.n_classes).to(self.device)
 
-    def _init_state(self):
-        c = self.cfg
-        seed_everything(c.seed)
-        student = self.make_model(self.train.n_classes).to(self.device)
-        t_out = predict(self.teacher, self.train.images[:1], device=self.device)
-        s_out = predict(student, self.train.images[:1], device=self.device)     # eval mode: batch-norm statistics untouched
-        if t_out.shape[1] != s_out.shape[1]:
-            raise ValueError(f"teacher has {t_out.shape[1]} classes but the student has {s_out.shape[1]}; they must match.")
-        real = self.train
-        if c.recon and self.den is not None and self.augment is not None and c.rounds:
-            xr = self.recon_images if self.recon_images is not None else real_reconstructions(self.den, real, c.seed, self.progress)
-            if xr.shape != real.images.shape:
-                raise ValueError(f"`recon_images` has shape {tuple(xr.shape)}, expected {tuple(real.images.shape)} (one per training image).")
-            real = GroupedImages.cat([real, GroupedImages(xr, real.y, real.a, real.cls, real.src, **real.meta())])
-        return dict(epoch=0, student=student, opt=torch.optim.AdamW(student.parameters(), lr=c.lr, weight_decay=c.wd),
-                    real=real, real_logits=self._teacher_logits(real.images), pool=None, pool_logits=None,
-                    history=[], rounds=[])
+# %% ../nbs/05_distill.ipynb #1af8daba
+@patch
+def _check_models(self:Distiller, student:nn.Module):
+    "Teacher and student agree on the classes and run on these images; refuse, with the reason, before any training."
+    x1 = self.train.take([0])
+    try: t_out, s_out = predict(self.teacher, x1, device=self.device), predict(student, x1, device=self.device)
+    except RuntimeError as e:
+        raise ValueError(f"teacher or student fails on one training image of shape {tuple(x1.shape[1:])}: {e}") from None
+    if t_out.shape[1] != s_out.shape[1]:
+        raise ValueError(f"teacher has {t_out.shape[1]} classes but the student has {s_out.shape[1]}; they must match.")
+    if t_out.shape[1] != self.train.n_classes:
+        raise ValueError(f"the models give {t_out.shape[1]} classes but `train` has {self.train.n_classes}.")
 
-    def _prepare(self, st):
-        "The model and optimiser the training step uses: `accelerator.prepare`d (DDP-wrapped with several processes)."
-        st['model'] = st['student']
-        if self.acc is not None: st['model'], st['opt'] = self.acc.prepare(st['student'], st['opt'])
-        return st
+@patch
+def _init_state(self:Distiller):
+    c = self.cfg
+    seed_everything(c.seed)
+    student = self._new_student()
+    self._check_models(student)
+    real = self.train
+    if c.recon and self.den is not None and self.augment is not None and c.rounds:
+        xr = self.recon_images if self.recon_images is not None else real_reconstructions(self.den, real, c.seed, self.progress)
+        if tuple(xr.shape) != (len(real), *real.shape):
+            raise ValueError(f"`recon_images` has shape {tuple(xr.shape)}, expected {(len(real), *real.shape)} (one per training image).")
+        xr_f = xr if xr.is_floating_point() else xr.float() / 255
+        real = GroupedImages.cat([real, GroupedImages(xr, real.y, read_attrs(self.attr_fn, xr_f), real.cls, real.src, **real.meta())])
+    real_logits = self._teacher_logits(real)
+    if not torch.isfinite(real_logits).all():
+        raise ValueError("the teacher gives NaN or infinite logits on training images: check its weights and inputs.")
+    return dict(epoch=0, student=student, opt=self.make_opt(student.parameters(), c), real=real, real_logits=real_logits,
+                pool=None, pool_logits=None, history=[], rounds=[], best=None)
 
-    def _save(self, st):
-        if self.ckpt is None: return
-        if self.acc is not None and not self.acc.is_main_process: return self.acc.wait_for_everyone()
-        pool = st['pool']
-        atomic_torch_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
-                      'real': {k: getattr(st['real'], k) for k in ('images', 'y', 'a', 'cls', 'src')}, 'real_logits': st['real_logits'],
-                      'pool': None if pool is None else {k: getattr(pool, k) for k in ('images', 'y', 'a', 'cls', 'src')},
-                      'pool_logits': st['pool_logits'], 'history': st['history'], 'rounds': st['rounds'],
-                      'rng': torch.get_rng_state()}, self.ckpt)
-        if self.acc is not None: self.acc.wait_for_everyone()
+@patch
+def _prepare(self:Distiller, st):
+    "The model and optimiser the training step uses: `accelerator.prepare`d (DDP-wrapped with several processes)."
+    st['model'] = st['student']
+    if self.acc is not None: st['model'], st['opt'] = self.acc.prepare(st['student'], st['opt'])
+    return st
 
-    def _load(self):
-        try: d = torch.load(self.ckpt, weights_only=False)
-        except Exception as e:
-            raise ValueError(f"checkpoint {self.ckpt} is corrupt or truncated ({type(e).__name__}: {e}); delete it to start over.") from e
-        if d['cfg'] != asdict(self.cfg):
-            raise ValueError(f"checkpoint {self.ckpt} was written with another DistillConfig; use another `ckpt` path or delete it.")
-        student = self.make_model(self.train.n_classes).to(self.device); student.load_state_dict(d['student'])
-        opt = torch.optim.AdamW(student.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.wd); opt.load_state_dict(d['opt'])
-        mk = lambda p: None if p is None else GroupedImages(p['images'], p['y'], p['a'], p['cls'], p['src'], **self.train.meta())
-        torch.set_rng_state(d['rng'])
-        return dict(epoch=d['epoch'], student=student, opt=opt, real=mk(d['real']), real_logits=d['real_logits'],
-                    pool=mk(d['pool']), pool_logits=d['pool_logits'], history=d['history'], rounds=d['rounds'])
+# %% ../nbs/05_distill.ipynb #1af8dabc
+@patch
+def _epoch_counts(self:Distiller, st) -> tuple[int, int]:
+    "How many real-block and pool images this epoch holds."
+    c, n_real, has_pool = self.cfg, len(st['real']), st['pool'] is not None and len(st['pool']) > 0
+    if c.epoch_size is None:                       # the real block once, plus `pool_weight` times as many pool images
+        return n_real, (max(1, int(round(c.pool_weight * n_real))) if has_pool else 0)
+    total = max(1, int(round(c.epoch_size * len(self.train))))   # the same for every method and every epoch
+    n_pool = int(round(total * c.pool_weight / (1 + c.pool_weight))) if has_pool else 0
+    return total - n_pool, n_pool
 
-    def _round(self, st, r:int):
-        c = self.cfg
-        st['student'].eval()
-        idx = balanced_sources(st['student'], self.train, c.ratio)
-        new, info = self.augment(st['student'], self.train, idx, r)
-        if len(new):
-            logits = self._teacher_logits(new.images)
-            st['pool'] = new if st['pool'] is None else GroupedImages.cat([st['pool'], new])
-            st['pool_logits'] = logits if st['pool_logits'] is None else torch.cat([st['pool_logits'], logits])
-        info = {'round': r, 'epoch': st['epoch'], 'pool': 0 if st['pool'] is None else len(st['pool']),
-                'pool_groups': [] if st['pool'] is None else st['pool'].group_counts().tolist(), **info}
-        st['rounds'].append(info)
+@patch
+def _epoch_plan(self:Distiller, st):
+    "This epoch's `(real indices, pool indices)` and its shuffled batches, each a tensor of positions in real ++ pool."
+    c, ep = self.cfg, st['epoch']
+    k_real, k_pool = self._epoch_counts(st)
+    def cycle(n_have, k, salt):                    # k indices cycling through seeded permutations of range(n_have)
+        if k == n_have and c.epoch_size is None: return torch.arange(n_have)
+        g = torch.Generator().manual_seed(c.seed * 7919 + ep * 31 + salt)
+        return torch.cat([torch.randperm(n_have, generator=g) for _ in range((k + n_have - 1) // n_have)])[:k]
+    take_r = cycle(len(st['real']), k_real, 0)
+    take_p = cycle(len(st['pool']), k_pool, 1) if k_pool else torch.zeros(0, dtype=torch.long)
+    order = torch.randperm(k_real + k_pool, generator=torch.Generator().manual_seed(c.seed * 100_003 + ep))
+    batches = [order[s:s + c.bs] for s in range(0, len(order), c.bs)]
+    if self.acc is not None and self.acc.num_processes > 1:   # DDP: each process takes every world-th batch, equal counts
+        w = self.acc.num_processes
+        if len(batches) < w: raise ValueError(f"{len(batches)} batches cannot feed {w} processes; lower `bs` or the process count.")
+        batches = batches[:len(batches) // w * w][self.acc.process_index::w]
+    return take_r, take_p, batches
 
-    def _epoch_counts(self, st) -> tuple[int, int]:
-        "How many real-block and pool images this epoch holds."
-        c, n_real, has_pool = self.cfg, len(st['real']), st['pool'] is not None and len(st['pool']) > 0
-        if c.epoch_size is None:                       # the real block once, plus `pool_weight` times as many pool images
-            return n_real, (max(1, int(round(c.pool_weight * n_real))) if has_pool else 0)
-        total = max(1, int(round(c.epoch_size * len(self.train))))   # the same for every method and every epoch
-        n_pool = int(round(total * c.pool_weight / (1 + c.pool_weight))) if has_pool else 0
-        return total - n_pool, n_pool
+@patch
+def _gather(self:Distiller, st, take_r, take_p, pos):
+    "Images `(B, C, H, W)`, labels and teacher logits of the batch at positions `pos` of real[take_r] ++ pool[take_p]."
+    is_r = pos < len(take_r)
+    x = torch.empty(len(pos), *st['real'].shape); tl = torch.empty(len(pos), st['real_logits'].shape[1])
+    y = torch.empty(len(pos), dtype=torch.long)
+    ir, ip = take_r[pos[is_r]], take_p[pos[~is_r] - len(take_r)]
+    x[is_r], tl[is_r], y[is_r] = st['real'].take(ir), st['real_logits'][ir], st['real'].y[ir]
+    if (~is_r).any(): x[~is_r], tl[~is_r], y[~is_r] = st['pool'].take(ip), st['pool_logits'][ip], st['pool'].y[ip]
+    return x, y, tl
 
-    def _epoch(self, st):
-        c, ep = self.cfg, st['epoch']
-        k_real, k_pool = self._epoch_counts(st)
-        def cycle(n_have, k, salt):                    # k indices cycling through seeded permutations of range(n_have)
-            if k == n_have and c.epoch_size is None: return torch.arange(n_have)
-            g = torch.Generator().manual_seed(c.seed * 7919 + ep * 31 + salt)
-            return torch.cat([torch.randperm(n_have, generator=g) for _ in range((k + n_have - 1) // n_have)])[:k]
-        take_r = cycle(len(st['real']), k_real, 0)
-        parts, logits = [st['real'][take_r]], [st['real_logits'][take_r]]
-        if k_pool:                                     # a fixed share of pool images per epoch
-            take = cycle(len(st['pool']), k_pool, 1)
-            parts.append(st['pool'][take]); logits.append(st['pool_logits'][take])
-        data, tl = GroupedImages.cat(parts), torch.cat(logits)
-        for grp in st['opt'].param_groups: grp['lr'] = _lr_at(c, ep)
-        gen = torch.Generator().manual_seed(c.seed * 100_003 + ep)
-        model, student = st['model'].train(), st['student']; tot, n = 0.0, 0
-        batches = list(data.batches(c.bs, shuffle=True, seed=c.seed * 100_003 + ep))
-        acc = self.acc
-        if acc is not None and acc.num_processes > 1:    # DDP: each process takes every world-th batch, equal counts
-            w = acc.num_processes
-            if len(batches) < w: raise ValueError(f"{len(batches)} batches cannot feed {w} processes; lower `bs` or the process count.")
-            batches = batches[:len(batches) // w * w][acc.process_index::w]
-        for x, y, g, idx in batches:
-            x, y, t = x.to(self.device), y.to(self.device), tl[idx].to(self.device)
-            if c.cutmix and torch.rand(1, generator=gen).item() < c.cutmix:
-                x = cutmix(x, gen); t = self._teacher_logits(x).to(self.device)
-            with (acc.autocast() if acc is not None else contextlib.nullcontext()):
-                loss = kd_loss(logits_of(model(x)).float(), t, c.T, c.alpha, y)
-            st['opt'].zero_grad(set_to_none=True)
-            if acc is not None: acc.backward(loss)
-            else: loss.backward()
-            st['opt'].step()
-            tot += loss.item() * len(x); n += len(x)
-        model.eval(); student.eval()
-        row = {'epoch': ep + 1, 'loss': tot / n, 'lr': _lr_at(c, ep), 'n_train': len(data), 'n_pool': k_pool,
-               'steps': len(batches), 'pool': 0 if st['pool'] is None else len(st['pool'])}
-        for name, ds in self.evals.items():
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                rep = evaluate(student, ds)
-            row.update({f'{name}_wga': rep.wga, f'{name}_mga': rep.mga, f'{name}_acc': rep.acc})
-            row.update({f'{name}_g{k}': v for k, v in enumerate(rep.table.acc)})
-        st['history'].append(row); st['epoch'] = ep + 1
+# %% ../nbs/05_distill.ipynb #1af8dabd
+@patch
+def _step(self:Distiller, st, x, y, t, gen):
+    "One SGD step on a batch (after CutMix or the train-time transform, whose teacher logits are recomputed)."
+    c, acc, model = self.cfg, self.acc, st['model']
+    if c.cutmix and torch.rand(1, generator=gen).item() < c.cutmix: x = cutmix(x, gen); t = None
+    if self.transform is not None: x = self.transform(x, gen); t = None
+    x, y = x.to(self.device), y.to(self.device)
+    t = self._teacher_logits(x).to(self.device) if t is None else t.to(self.device)
+    with (acc.autocast() if acc is not None else contextlib.nullcontext()):
+        loss = kd_loss(logits_of(model(x)).float(), t, c.T, c.alpha, y)
+    if not torch.isfinite(loss): raise FloatingPointError(f"the KD loss became {loss.item()} in epoch {st['epoch'] + 1}: lower `lr`.")
+    st['opt'].zero_grad(set_to_none=True)
+    acc.backward(loss) if acc is not None else loss.backward()
+    st['opt'].step()
+    return loss.item()
 
-    @fixed_threads()
-    def run(self, stop_after:int|None=None):
-        "Train to the end (or only up to epoch `stop_after`, as a crash would); resumes from `ckpt` if it exists."
-        c = self.cfg
-        st = self._prepare(self._load() if self.ckpt is not None and self.ckpt.exists() else self._init_state())
-        rounds_at = dict(zip(c.round_epochs(), range(c.rounds))) if self.augment is not None else {}
-        bar = tqdm(range(st['epoch'], c.epochs), desc='distill', disable=not self.progress, leave=False)
-        for ep in bar:
-            if ep in rounds_at and not any(r['round'] == rounds_at[ep] for r in st['rounds']): self._round(st, rounds_at[ep])
-            self._epoch(st)
-            self._save(st)
-            h = st['history'][-1]
-            bar.set_postfix({k: f"{h[k]:.3f}" for k in ('loss', 'test_wga') if k in h})
-            if stop_after is not None and st['epoch'] >= stop_after: break
-        self.state = st
-        self.student, self.history, self.rounds = st['student'].cpu().eval(), pd.DataFrame(st['history']), pd.DataFrame(st['rounds'])
-        self.pool = st['pool']
-        return self
+@patch
+def _evaluate(self:Distiller, student, row:dict):
+    "Worst-group, mean-group and per-group accuracy of `student` on every evaluation split, into `row`."
+    for name, ds in {**self.evals, **({'select': self.select_on} if self.select_on is not None else {})}.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); rep = evaluate(student, ds)
+        row.update({f'{name}_wga': rep.wga, f'{name}_mga': rep.mga, f'{name}_acc': rep.acc})
+        row.update({f'{name}_g{k}': v for k, v in enumerate(rep.table.acc)})
+
+@patch
+def _epoch(self:Distiller, st):
+    c, ep = self.cfg, st['epoch']
+    take_r, take_p, batches = self._epoch_plan(st)
+    lr = self.lr_at(ep, c)
+    for grp in st['opt'].param_groups: grp['lr'] = lr
+    gen = torch.Generator().manual_seed(c.seed * 100_003 + ep)
+    st['model'].train(); tot, n = 0.0, 0
+    for pos in batches:
+        x, y, t = self._gather(st, take_r, take_p, pos)
+        tot += self._step(st, x, y, t, gen) * len(pos); n += len(pos)
+    st['model'].eval(); st['student'].eval()
+    row = {'epoch': ep + 1, 'loss': tot / n, 'lr': lr, 'n_train': len(take_r) + len(take_p), 'n_pool': len(take_p),
+           'steps': len(batches), 'pool': 0 if st['pool'] is None else len(st['pool'])}
+    self._evaluate(st['student'], row)
+    if self.select_on is not None and (st['best'] is None or row['select_wga'] > st['best']['wga']):
+        st['best'] = {'epoch': ep + 1, 'wga': row['select_wga'], 'state': copy.deepcopy(st['student'].state_dict())}
+    st['history'].append(row); st['epoch'] = ep + 1
+
+# %% ../nbs/05_distill.ipynb #1af8dac0
+def _round_info(rec) -> dict:
+    "The summary of a round's records: yield, kept, landing (for generated images), candidates and images added."
+    if isinstance(rec, dict): return rec                                   # an augmenter that summarises itself
+    gen = rec[rec.kind.isin(('guided', 'unguided'))] if 'kind' in rec else rec
+    info = round_summary(gen) if len(gen) and 'p_T_after' in gen else {'n': int((rec.kind != 'paired').sum())}
+    main = rec[rec.kind != 'paired'] if 'kind' in rec else rec
+    if 'missing_after' in main and main.missing_after.notna().any(): info['in_missing'] = float(main.missing_after.mean())
+    return {**info, 'candidates': len(rec), 'added': int(rec.kept.sum()) if 'kept' in rec else len(rec)}
+
+def _gather_chunks(acc, mine:list) -> list:
+    "Every process's `(chunk id, images, records)` triples, from all processes, in chunk order."
+    if acc is None or acc.num_processes == 1: return mine
+    from accelerate.utils import gather_object
+    flat = gather_object([(k, {f: getattr(x, f).cpu() for f in ('data', 'y', 'a', 'cls', 'src')}, x.meta(), rec) for k, x, rec in mine])
+    return sorted([(k, GroupedImages(t['data'], t['y'], t['a'], t['cls'], t['src'], **m), rec) for k, t, m, rec in flat], key=lambda o: o[0])
+
+@patch
+def _round(self:Distiller, st, r:int):
+    st['student'].eval()
+    idx = balanced_sources(st['student'], self.train, self.cfg.ratio)
+    chunk = getattr(self.augment, 'chunk', None) or max(1, len(idx))      # the augmenter's batch size (else: one chunk)
+    chunks = [idx[s:s + chunk] for s in range(0, len(idx), chunk)]
+    rank, world = (self.acc.process_index, self.acc.num_processes) if self.acc is not None else (0, 1)
+    mine = [(k, *self.augment(st['student'], self.train, chunks[k], r)) for k in range(rank, len(chunks), world)]
+    parts = _gather_chunks(self.acc, mine)
+    xs = [x for _, x, _ in parts if len(x)]
+    recs = [rec for _, _, rec in parts]
+    new = GroupedImages.cat(xs) if xs else None
+    if new is not None:
+        logits = self._teacher_logits(new)
+        st['pool'] = new if st['pool'] is None else GroupedImages.cat([st['pool'], new])
+        st['pool_logits'] = logits if st['pool_logits'] is None else torch.cat([st['pool_logits'], logits])
+    if recs and isinstance(recs[0], dict): info = {'added': 0 if new is None else len(new), **recs[0]}   # one chunk, summarised by the augmenter
+    else: info = _round_info(pd.concat(recs, ignore_index=True)) if recs else {'candidates': 0, 'added': 0}
+    pool = st['pool']
+    st['rounds'].append({'round': r, 'epoch': st['epoch'], 'pool': 0 if pool is None else len(pool),
+                         'pool_groups': [] if pool is None else pool.group_counts().tolist(),
+                         'pool_unknown': 0 if pool is None else int((pool.a < 0).sum()), **info})
+
+# %% ../nbs/05_distill.ipynb #1af8dac2
+_SET = ('data', 'y', 'a', 'cls', 'src')
+
+@patch
+def _save(self:Distiller, st):
+    if self.ckpt is None: return
+    if self.acc is not None and not self.acc.is_main_process: return self.acc.wait_for_everyone()
+    pack = lambda ds: None if ds is None else {k: getattr(ds, k) for k in _SET}
+    atomic_torch_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
+                       'real': pack(st['real']), 'real_logits': st['real_logits'], 'pool': pack(st['pool']), 'pool_logits': st['pool_logits'],
+                       'history': st['history'], 'rounds': st['rounds'], 'best': st['best'], 'rng': torch.get_rng_state()}, self.ckpt)
+    if self.acc is not None: self.acc.wait_for_everyone()
+
+@patch
+def _load(self:Distiller):
+    try: d = torch.load(self.ckpt, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"checkpoint {self.ckpt} is corrupt or truncated ({type(e).__name__}: {e}); delete it to start over "
+                         "(the finished epochs are lost).") from e
+    if d.get('cfg') != asdict(self.cfg):
+        raise ValueError(f"checkpoint {self.ckpt} was written with another DistillConfig; use another `ckpt` path or delete it.")
+    student = self._new_student(); student.load_state_dict(d['student'])
+    opt = self.make_opt(student.parameters(), self.cfg); opt.load_state_dict(d['opt'])
+    mk = lambda p: None if p is None else GroupedImages(p['data'], p['y'], p['a'], p['cls'], p['src'], **self.train.meta())
+    torch.set_rng_state(d['rng'])
+    return dict(epoch=d['epoch'], student=student, opt=opt, real=mk(d['real']), real_logits=d['real_logits'],
+                pool=mk(d['pool']), pool_logits=d['pool_logits'], history=d['history'], rounds=d['rounds'], best=d.get('best'))
+
+@patch
+@fixed_threads()
+def run(self:Distiller, stop_after:int|None=None):
+    "Train to the end (or only up to epoch `stop_after`, as a crash would); resumes from `ckpt` if it exists."
+    c = self.cfg
+    st = self._prepare(self._load() if self.ckpt is not None and self.ckpt.exists() else self._init_state())
+    rounds_at = dict(zip(c.round_epochs(), range(c.rounds))) if self.augment is not None else {}
+    bar = tqdm(range(st['epoch'], c.epochs), desc='distill', disable=not self.progress, leave=False)
+    for ep in bar:
+        if ep in rounds_at and not any(r['round'] == rounds_at[ep] for r in st['rounds']): self._round(st, rounds_at[ep])
+        self._epoch(st)
+        self._save(st)
+        h = st['history'][-1]
+        bar.set_postfix({k: f"{h[k]:.3f}" for k in ('loss', 'dev_wga', 'val_wga') if k in h})
+        if stop_after is not None and st['epoch'] >= stop_after: break
+    if st['best'] is not None and st['epoch'] >= c.epochs: st['student'].load_state_dict(st['best']['state'])
+    self.state = st
+    self.student, self.history, self.rounds = st['student'].cpu().eval(), pd.DataFrame(st['history']), pd.DataFrame(st['rounds'])
+    self.pool, self.best_epoch = st['pool'], (st['best'] or {}).get('epoch')
+    return self
 
 # %% ../nbs/05_distill.ipynb #a10ac0d2
 METHODS = ('kd', 'kd_cutmix', 'kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle', 'oracle_unguided')
 
+def _augmenter(method, teacher, den, cfg, guide, data_cfg, checker, attr_fn):
+    "The augmenter of `method` (None for plain KD and CutMix)."
+    if method in ('kd', 'kd_cutmix'): return None
+    if method == 'kd_unguided': return config_augmenter(den, teacher, replace(guide, scale=0.0), 0.0, cfg.pair_recon, checker, cfg.seed, attr_fn=attr_fn)
+    if method == 'kd_unguided_noise':
+        return config_augmenter(den, teacher, replace(guide, scale=0.0), 0.0, cfg.pair_recon, checker, cfg.seed, start='noise', attr_fn=attr_fn)
+    if method == 'kd_config': return config_augmenter(den, teacher, guide, cfg.purify, cfg.pair_recon, checker, cfg.seed, attr_fn=attr_fn)
+    if method == 'oracle': return oracle_augmenter(data_cfg, pair=cfg.pair_recon)
+    return oracle_augmenter(data_cfg, den, cfg.seed, guide.strength, guide.steps, cfg.pair_recon)   # oracle_unguided
+
 def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den=None,
                cfg:DistillConfig|None=None, guide:GuideConfig|None=None, data_cfg:DigitsConfig|None=None,
                checker:nn.Module|None=None, ckpt=None, device=None, progress:bool=True,
-               recon_images:torch.Tensor|None=None, accelerator=None) -> Distiller:
+               recon_images:torch.Tensor|None=None, accelerator=None,
+               make_model:Callable=make_student, attr_fn:Callable|None=None, **kw) -> Distiller:   # kw: make_opt, lr_at, transform, select_on
     "Distil a fresh student with `method` (one of `METHODS`); returns the finished `Distiller`."
     if method not in METHODS: raise ValueError(f"unknown `method` {method!r}; choose from {list(METHODS)}.")
     cfg, guide, data_cfg = cfg or DistillConfig(), guide or GuideConfig(), data_cfg or DigitsConfig()
     if method in ('kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle_unguided') and den is None:
-        raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser).")
-    aug = None
-    if method == 'kd_cutmix': cfg = replace(cfg, cutmix=cfg.cutmix or 0.5, recon=False)
-    elif method == 'kd': cfg = replace(cfg, recon=False)
-    elif method == 'kd_unguided': aug = config_augmenter(den, teacher, replace(guide, scale=0.0), 0.0, cfg.pair_recon, checker, cfg.seed)
-    elif method == 'kd_unguided_noise':
-        aug = config_augmenter(den, teacher, replace(guide, scale=0.0), 0.0, cfg.pair_recon, checker, cfg.seed, start='noise')
-    elif method == 'kd_config': aug = config_augmenter(den, teacher, guide, cfg.purify, cfg.pair_recon, checker, cfg.seed)
-    elif method == 'oracle': aug, cfg = oracle_augmenter(data_cfg, pair=cfg.pair_recon), replace(cfg, recon=False)
-    elif method == 'oracle_unguided': aug = oracle_augmenter(data_cfg, den, cfg.seed, guide.strength, guide.steps, cfg.pair_recon)
+        raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser or LatentDenoiser).")
+    if method.startswith('oracle') and not isinstance(data_cfg, DigitsConfig):
+        raise ValueError("the oracle re-renders Spurious Digits images: it needs `data_cfg`, the DigitsConfig of `data`.")
+    aug = _augmenter(method, teacher, den, cfg, guide, data_cfg, checker, attr_fn)
+    if method == 'kd_cutmix': cfg = replace(cfg, cutmix=cfg.cutmix or 0.5)
+    if aug is None or method == 'oracle': cfg = replace(cfg, recon=False)    # nothing generated: no reconstructions
     fresh = ckpt is None or not Path(ckpt).exists()                # a finished or resumed run keeps its reconstructions
     if cfg.recon and aug is not None and recon_images is None and fresh:   # the same unguided img2img as the rounds use
         recon_images = real_reconstructions(den, data['train'], cfg.seed, progress, guide.strength, guide.steps)
     evals = {'dev': data['dev']} if data.get('dev') is not None else {}   # the design split, scored every epoch too
-    return Distiller(teacher, data['train'], cfg, aug, den, data.get('val'), data.get('test'), ckpt=ckpt,
-                     device=device, progress=progress, recon_images=recon_images, accelerator=accelerator, evals=evals).run()
+    return Distiller(teacher, data['train'], cfg, aug, den, data.get('val'), data.get('test'), make_model=make_model, ckpt=ckpt,
+                     device=device, progress=progress, recon_images=recon_images, accelerator=accelerator, evals=evals,
+                     attr_fn=attr_fn, **kw).run()
 
 def final_metrics(d:Distiller, ds:GroupedImages) -> dict:
     "WGA, MGA, sample accuracy and per-group accuracy of the distilled student on `ds`."
@@ -356,6 +478,8 @@ PRESETS = {   # distiller and sampler settings per preset (TAB's follow the dist
     'default': (dict(epochs=24, period=5, rounds=4), dict(steps=10)),
     'gpu': (dict(epochs=60, period=5, rounds=10), dict(steps=20)),
 }
+DISTILL_CACHE_VERSION = 2
+BENCH_POOL_SKEW = 0.97   # the benchmark's diffusion pool: 3 % of its images show a missing group's combination (notebook 07)
 
 def distill_preset(preset:str='default', seed:int=0) -> tuple[DistillConfig, GuideConfig]:
     "The `(DistillConfig, GuideConfig)` of a named preset (`PRESETS`) for one seed."
@@ -363,18 +487,23 @@ def distill_preset(preset:str='default', seed:int=0) -> tuple[DistillConfig, Gui
     d, g = PRESETS[preset]
     return DistillConfig(**d, seed=seed), GuideConfig(**g)
 
+def _bytes(t:torch.Tensor) -> bytes:
+    "The raw bytes of a tensor of any dtype (bf16 and fp16 included: numpy cannot hold bf16)."
+    t = t.detach().cpu().contiguous().reshape(-1)
+    return t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes()
+
 def fingerprint(m) -> str:
-    "A short hash of a module's weights (or of a `PixelDenoiser`'s UNet), for cache keys."
+    "A short hash of a module's weights (or of a denoiser's UNet), for cache keys."
     m = getattr(m, 'unet', m)
     h = hashlib.sha1()
-    for k, v in m.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for k, v in m.state_dict().items(): h.update(k.encode()); h.update(_bytes(v))
     return h.hexdigest()[:12]
 
 def fingerprint_data(ds:GroupedImages|None) -> str|None:
     "A short hash of a dataset's images and labels, for cache keys."
     if ds is None: return None
     h = hashlib.sha1()
-    for v in (ds.images, ds.y, ds.a, ds.cls, ds.src): h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for v in (ds.data, ds.y, ds.a, ds.cls, ds.src): h.update(_bytes(v))
     return h.hexdigest()[:12]
 
 def cached_reconstructions(den, train:GroupedImages, seed:int=0, strength:float=0.8, steps:int=20, cache=None,
@@ -382,40 +511,61 @@ def cached_reconstructions(den, train:GroupedImages, seed:int=0, strength:float=
     "`real_reconstructions`, kept on disk under a key of the model, the data and the settings."
     key = config_key(den=fingerprint(den), train=fingerprint_data(train), seed=seed, strength=strength, steps=steps)
     path = cache_dir(cache)/'recon'/f'recon-{key}.pt'
-    if path.exists():
-        try: return torch.load(path, weights_only=True)
-        except Exception as e: raise ValueError(f"cached reconstructions {path} are corrupt ({type(e).__name__}); delete the file.") from e
-    xr = real_reconstructions(den, train, seed, progress, strength, steps)
-    atomic_torch_save(xr, path)
+    with key_lock(path):
+        if path.exists():
+            try: return torch.load(path, weights_only=True)
+            except Exception as e: warnings.warn(f"cached reconstructions {path} were corrupt ({type(e).__name__}); made again.")
+        xr = real_reconstructions(den, train, seed, progress, strength, steps)
+        atomic_torch_save(xr, path)
     return xr
+
+# %% ../nbs/05_distill.ipynb #0f59ee6b
+def _factory_id(f, what:str):
+    "The identity of a training factory for cache keys: its import path; refused if it has none (a lambda, a local function)."
+    from configkd.models import factory_name
+    if f is None: return None
+    name = factory_name(f)
+    if name is None: raise ValueError(f"`{what}` must be an importable function (module:name) for `cached_run_method` to cache "
+                                      "its run; define it at module level, or use `run_method`, which does not cache.")
+    return name
+
+def run_key(method:str, teacher, data:dict, den=None, cfg=None, guide=None, data_cfg=None, checker=None,
+            make_model:Callable=make_student, attr_fn=None, **kw) -> str:
+    "The cache key of a run: every setting, the weights of every model, the data, the student's architecture and the factories."
+    fp = lambda m: None if m is None else fingerprint(m)
+    return config_key(version=DISTILL_CACHE_VERSION, method=method, cfg=cfg, guide=guide, data=data_cfg, teacher=fp(teacher),
+                      den=fp(den), checker=fp(checker), student=model_identity(make_model, data['train'].n_classes),
+                      attr=_factory_id(attr_fn, 'attr_fn'), **{k: _factory_id(v, k) for k, v in kw.items() if k != 'select_on'},
+                      select_on=fingerprint_data(kw.get('select_on')),
+                      **{f'data_{k}': fingerprint_data(data.get(k)) for k in ('train', 'val', 'test', 'dev')})
 
 def cached_run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den=None,
                       cfg:DistillConfig|None=None, guide:GuideConfig|None=None, data_cfg:DigitsConfig|None=None,
-                      checker:nn.Module|None=None, cache=None, device=None, progress:bool=True) -> Distiller:
+                      checker:nn.Module|None=None, cache=None, device=None, progress:bool=True,
+                      make_model:Callable=make_student, attr_fn:Callable|None=None, **kw) -> Distiller:   # kw: make_opt, lr_at, transform, select_on
     "`run_method` whose run is kept on disk (the distiller's checkpoint), keyed by every setting, weight and dataset."
     cfg, guide, data_cfg = cfg or DistillConfig(), guide or GuideConfig(), data_cfg or DigitsConfig()
-    fp = lambda m: None if m is None else fingerprint(m)
-    key = config_key(method=method, cfg=cfg, guide=guide, data=data_cfg, teacher=fp(teacher), den=fp(den), checker=fp(checker),
-                     student=make_student(data['train'].n_classes).config,
-                     **{f'data_{k}': fingerprint_data(data.get(k)) for k in ('train', 'val', 'test', 'dev')})
+    key = run_key(method, teacher, data, den, cfg, guide, data_cfg, checker, make_model, attr_fn, **kw)
     ckpt = cache_dir(cache)/'distill_runs'/f'{method}-{key}.pt'
-    recon = None
-    if den is not None and cfg.recon and method not in ('kd', 'kd_cutmix', 'oracle') and not ckpt.exists():
-        recon = cached_reconstructions(den, data['train'], cfg.seed, guide.strength, guide.steps, cache, progress)
-    return run_method(method, teacher, data, den, cfg, guide, data_cfg, checker, ckpt, device, progress, recon)
+    with key_lock(ckpt):                                  # one process trains a run, another waiting for it then loads it
+        recon = None
+        if den is not None and cfg.recon and method not in ('kd', 'kd_cutmix', 'oracle') and not ckpt.exists():
+            recon = cached_reconstructions(den, data['train'], cfg.seed, guide.strength, guide.steps, cache, progress)
+        return run_method(method, teacher, data, den, cfg, guide, data_cfg, checker, ckpt, device, progress, recon,
+                          make_model=make_model, attr_fn=attr_fn, **kw)
 
 # %% ../nbs/05_distill.ipynb #00931240
-def plot_methods(results:dict[str, dict], ax=None, title:str='test accuracy per group'):
-    "Seaborn bars: per-group test accuracy (`final_metrics(...)['group_acc']`) for each method."
+def plot_methods(results:dict[str, dict], ax=None, title:str='dev accuracy per group'):
+    "Seaborn bars: per-group accuracy (`final_metrics(...)['group_acc']`) for each method; legend beside the bars."
     import matplotlib.pyplot as plt, seaborn as sns
     df = pd.DataFrame([{'method': m, 'group': g, 'acc': a} for m, r in results.items() for g, a in r['group_acc'].items()])
     if ax is None: _, ax = plt.subplots(figsize=(9, 3.2))
     sns.barplot(df, x='group', y='acc', hue='method', ax=ax)
-    ax.set_ylim(0, 1.05); ax.set_title(title); ax.legend(fontsize=7, ncol=2, loc='lower center')
+    ax.set_ylim(0, 1.05); ax.set_title(title); ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False)
     return ax
 
-def plot_rounds(distillers:dict[str, 'Distiller'], key:str='test_wga', ax=None):
-    "Worst-group test accuracy per epoch for each run, with each run's generation rounds marked."
+def plot_rounds(distillers:dict[str, 'Distiller'], key:str='dev_wga', ax=None):
+    "Worst-group accuracy per epoch for each run (a history column, dev by default), with each run's generation rounds marked."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 3))
     for name, d in distillers.items():
@@ -425,11 +575,11 @@ def plot_rounds(distillers:dict[str, 'Distiller'], key:str='test_wga', ax=None):
     return ax
 
 def plot_pool_groups(d:'Distiller', ax=None, title:str='pool composition per round'):
-    "Stacked bars: how many pool images each group holds after each round."
+    "Stacked bars: how many pool images each group holds after each round (and how many of unknown attribute)."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3))
-    names = d.train.group_names
-    df = pd.DataFrame(d.rounds.pool_groups.tolist(), columns=names, index=d.rounds['round'] + 1)
+    df = pd.DataFrame(d.rounds.pool_groups.tolist(), columns=d.train.group_names, index=d.rounds['round'] + 1)
+    if 'pool_unknown' in d.rounds and d.rounds.pool_unknown.any(): df['unknown'] = d.rounds.pool_unknown.values
     df.plot.bar(stacked=True, ax=ax, rot=0, title=title, xlabel='round', ylabel='images')
     ax.legend(fontsize=7)
     return ax

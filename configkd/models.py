@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #aa001594
 from __future__ import annotations
-import contextlib, hashlib, itertools, json, math, os, random, secrets, shutil, sys, tempfile, warnings
+import contextlib, hashlib, inspect, itertools, json, math, os, random, secrets, shutil, sys, tempfile, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,11 +20,11 @@ from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 # %% auto #0
 __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
            'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
-           'make_teacher', 'n_params', 'TrainConfig', 'logits_of', 'model_device', 'fit', 'predict', 'predict_proba',
-           'group_accuracy', 'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name', 'save_model',
-           'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path',
-           'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'cli_errors',
-           'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
+           'make_teacher', 'n_params', 'TrainConfig', 'logits_of', 'build_model', 'model_device', 'fit', 'predict',
+           'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name',
+           'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir',
+           'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student',
+           'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -131,6 +131,16 @@ def logits_of(out) -> torch.Tensor:
     if out.ndim != 2: raise ValueError(f"a model must return logits (B, n_classes), got shape {tuple(out.shape)}.")
     return out
 
+def build_model(make_model:Callable, n_classes:int) -> nn.Module:
+    "Call a model factory: `make_model(n_classes)`, or `make_model()` if it takes no argument."
+    try:
+        params = inspect.signature(make_model).parameters.values()
+        takes = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+    except (TypeError, ValueError): takes = True
+    m = make_model(n_classes) if takes else make_model()
+    if not isinstance(m, nn.Module): raise TypeError(f"`make_model` returned a {type(m).__name__}, not an nn.Module.")
+    return m
+
 def model_device(model:nn.Module) -> torch.device:
     "Where `model` lives: the device of its first parameter or buffer (the CPU for a module with neither)."
     for t in itertools.chain(model.parameters(), model.buffers()): return t.device
@@ -171,11 +181,11 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
 def predict(model:nn.Module, x:torch.Tensor|GroupedImages, bs:int=512,
             device=None) -> torch.Tensor:   # default: where the model is; given: the model is moved there
     "Logits `(N, n_classes)` of `model` on images `x` (or a `GroupedImages`), in eval mode, returned on the CPU."
-    x = x.images if isinstance(x, GroupedImages) else check_images(x, 'x')
+    get = x.take if isinstance(x, GroupedImages) else check_images(x, 'x').__getitem__   # uint8 sets: converted per batch
     if device is not None: device = pick_device(device); model.to(device)
     else: device = model_device(model)
     was = model.training; model.eval()
-    try: out = [logits_of(model(x[i:i + bs].to(device))).float().cpu() for i in range(0, len(x), bs)]
+    try: out = [logits_of(model(get(slice(i, i + bs)).to(device))).float().cpu() for i in range(0, len(x), bs)]
     finally: model.train(was)
     return torch.cat(out) if out else torch.zeros(0, getattr(model, 'n_classes', 0))
 
