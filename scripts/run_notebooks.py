@@ -3,9 +3,10 @@
 Each notebook runs top to bottom in a fresh process, from `nbs/` as working directory, in execnb's `CaptureShell`
 (what `nbdev_test` uses), skipping the cells `nbdev_test` skips (flags in settings.ini `tst_flags`: `#| slow`,
 `#| cuda`, `#| colab`; `#| eval: false`; the `nbdev_export()` cell). Skipped cells keep no output. Figures are
-stored as PNG at a moderate dpi, progress bars keep only their last state, widget state is dropped, and the
-notebook is written exactly as `nbdev_clean` would leave it, with a hash of its code cells in its metadata
-(`metadata.configkd.code_hash`). A notebook whose cell fails is left unchanged.
+stored as PNG at a moderate dpi (large ones with a 256-colour palette), progress bars keep only their last state,
+widget state is dropped, and the notebook is written exactly as `nbdev_clean` would leave it, with a hash of its
+code cells in its metadata (`metadata.configkd.code_hash`). A notebook whose cell fails is left unchanged.
+Torch runs on one thread (OMP_NUM_THREADS=1 unless set), as `scripts/test.sh` runs `nbdev_test`.
 
     python scripts/run_notebooks.py                      # every nbs/[0-9]*.ipynb and nbs/index.ipynb
     python scripts/run_notebooks.py --nb '0[0-3]_*'      # only these (a glob in nbs/, or a file path)
@@ -70,6 +71,21 @@ def _last_state(text: str) -> str:
     return '\n'.join(line.rsplit('\r', 1)[-1] if '\r' in line.rstrip('\r') else line.rstrip('\r')
                      for line in text.split('\n'))
 
+SHRINK_BYTES = 50_000      # PNGs larger than this are stored with a 256-colour palette when that halves them
+
+def shrink_png(b64: str) -> str:
+    "A large PNG (plots with many thin lines) re-encoded with an adaptive 256-colour palette, if that is much smaller."
+    import base64, io
+    from PIL import Image
+    raw = base64.b64decode(b64)
+    if len(raw) <= SHRINK_BYTES: return b64
+    im = Image.open(io.BytesIO(raw))
+    im = im.convert('RGBA' if 'A' in im.getbands() or 'transparency' in im.info else 'RGB')
+    buf = io.BytesIO()
+    im.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, 'PNG', optimize=True)
+    small = buf.getvalue()
+    return base64.b64encode(small).decode() if len(small) <= len(raw) // 2 else b64
+
 def clean_outputs(outputs: list) -> list:
     "Outputs without widget views, with progress bars collapsed to their last state."
     res = []
@@ -83,6 +99,7 @@ def clean_outputs(outputs: list) -> list:
             data = {k: v for k, v in o['data'].items() if k not in WIDGET_MIMES}
             if set(data) <= {'text/plain'} and any(k in o['data'] for k in WIDGET_MIMES): continue  # a widget's repr
             if not data: continue
+            if 'image/png' in data: data['image/png'] = shrink_png(''.join(data['image/png']))
             o['data'] = data
         res.append(o)
     return res
