@@ -309,7 +309,7 @@ def build(out: Path, nbs: Path = None) -> list:
         try: prepared.append((p, *prepare(p, cfg)))
         except BuildError: raise
         except Exception as e: raise BuildError(f'{p.name} cannot be processed: {type(e).__name__}: {e}') from e
-    pages = [(page_name(p), (f"{m.group(1)} " if (m := re.match(r'(\d+)_', p.name)) else '') + t) for p, _, t in prepared]
+    pages = [(page_name(p), (f"{m.group(1)} " if (m := re.match(r'(\d+[a-zA-Z0-9]*)_', p.name)) else '') + t) for p, _, t in prepared]
     pages = [pg for pg in pages if pg[0] == 'index.html'] + [pg for pg in pages if pg[0] != 'index.html']
     site_url = cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/') + '/'
     if out.exists(): shutil.rmtree(out)
