@@ -15,20 +15,19 @@ import torch
 from fastcore.script import call_parse, Param, store_true
 from tqdm.auto import tqdm
 
-from .data import DigitsConfig, spurious_digits, GroupedImages
-from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write,
+from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_reader
+from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write, cli_errors,
                              compute_threads)
 from .errors import evaluate
 from .diffusion import (PixelDenoiser, DiffusionConfig, get_diffusion, get_digit_checker, committed_diffusion_path,
                                 diffusion_key)
-from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig, fingerprint
+from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig, fingerprint, BENCH_POOL_SKEW
 from .tab import TabConfig, run_tab, distillation_set
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BENCH_POOL_SKEW', 'BenchConfig',
-           'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers', 'cpu_model', 'run_benchmark',
-           'results_frame', 'summary_table', 'markdown_table', 'plot_bench_groups', 'plot_bench_rounds',
-           'plot_generated', 'save_results', 'bench_cli']
+__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BenchConfig', 'BenchContext', 'prepare',
+           'run_one', 'check_out', 'default_workers', 'cpu_model', 'run_benchmark', 'results_frame', 'summary_table',
+           'markdown_table', 'plot_bench_groups', 'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli']
 
 # %% ../nbs/07_benchmark.ipynb #79730dda
 BENCH_METHODS = ('teacher', 'erm', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'kd_tab', 'kd_config_tab', 'oracle')
@@ -38,7 +37,6 @@ METHOD_NAMES = {'teacher': 'teacher', 'erm': 'ERM student', 'kd': 'KD', 'kd_cutm
                 'kd_config_tab': 'KD + ConfiG + TAB', 'oracle': 'oracle',
                 'kd_unguided_noise': 'KD + unguided class-conditional', 'oracle_unguided': 'oracle → unguided img2img'}
 DIFFUSION_METHODS = ('kd_unguided', 'kd_config', 'kd_config_tab', 'kd_unguided_noise', 'oracle_unguided')
-BENCH_POOL_SKEW = 0.97   # the benchmark's diffusion pool: 3 % of images show a missing group's combination (see above)
 
 def _ids(value, name:str, kind=str) -> tuple:
     "A tuple from a comma-separated string or a sequence."
@@ -68,6 +66,7 @@ class BenchConfig:
         if not self.methods: raise ValueError(f"`methods` is empty; choose from {list(BENCH_METHODS)}.")
         if len(set(self.methods)) != len(self.methods): raise ValueError(f"`methods` has duplicates: {list(self.methods)}.")
         if self.workers < 1: raise ValueError(f"`workers` must be >= 1, got {self.workers}.")
+        if self.device is not None: pick_device(self.device)        # an unknown or absent device fails here, before any work
 
     def configs(self, seed:int) -> tuple[DistillConfig, 'GuideConfig', TabConfig]:
         "Distiller, sampler and TAB settings of this preset for one seed."
@@ -131,7 +130,7 @@ def _distiller_extra(d) -> dict:
                      **({'dev_wga': [round(float(v), 4) for v in h.dev_wga]} if 'dev_wga' in h else {}),
                      'round_epochs': [int(e) for e in d.rounds.epoch] if len(d.rounds) else []}, **_budget(d)}
     if len(d.rounds):
-        cols = [c for c in ('yield', 'kept', 'flipped_bg', 'digit_check') if c in d.rounds]
+        cols = [c for c in ('yield', 'kept', 'in_missing', 'digit_check') if c in d.rounds]
         out['generation'] = {c: round(float(d.rounds[c].mean()), 4) for c in cols} | {'pool': int(d.rounds.pool.iloc[-1])}
     return out
 
@@ -148,7 +147,8 @@ def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict
         return _row(method, seed, get_erm_student(bc.data, tc, progress=progress), data['test'], time.time() - t0,
                     images_seen=tc.epochs * n, sgd_steps=tc.epochs * math.ceil(n / tc.bs), generated=0, kept=0)
     if method in ('kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'oracle') + EXTRA_METHODS:
-        d = cached_run_method(method, ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress)
+        d = cached_run_method(method, ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress,
+                              attr_fn=digits_attr_reader(bc.data))
         return _row(method, seed, d.student, data['test'], time.time() - t0, **_distiller_extra(d))
     if dcfg.epoch_size is not None:                     # the same images per epoch as every distillation run
         tcfg = replace(tcfg, n_per_epoch=int(round(dcfg.epoch_size * len(data['train']))))
@@ -156,7 +156,8 @@ def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict
     if method == 'kd_tab':
         ds, tl = data['train'], predict(ctx.teacher, data['train'].images, device=dev)
     else:   # kd_config_tab: TAB on the ConfiG run's distillation set (its budget includes that run's)
-        d = cached_run_method('kd_config', ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress)
+        d = cached_run_method('kd_config', ctx.teacher, data, ctx.den, dcfg, guide, bc.data, ctx.checker, device=dev, progress=progress,
+                              attr_fn=digits_attr_reader(bc.data))
         ds, tl = distillation_set(d); base = _budget(d)
     res = run_tab(ds, tl, tcfg, device=dev, progress=progress)
     tb = _tab_budget(tcfg, len(ds), res)
@@ -335,7 +336,7 @@ def plot_generated(ctx:BenchContext, seed:int|None=None, n_per_round:int=4):
     from configkd.data import show_images, annotate
     bc = ctx.bc; seed = bc.seeds[0] if seed is None else seed
     dcfg, guide, _ = bc.configs(seed)
-    d = cached_run_method('kd_config', ctx.teacher, ctx.data, ctx.den, dcfg, guide, bc.data, ctx.checker,
+    d = cached_run_method('kd_config', ctx.teacher, ctx.data, ctx.den, dcfg, guide, bc.data, ctx.checker, attr_fn=digits_attr_reader(bc.data),
                           device=pick_device(bc.device), progress=False)
     if d.pool is None or not len(d.pool): raise ValueError("the kd_config run added no images: nothing to show.")
     per = max(1, len(d.pool) // max(1, len(d.rounds)))
@@ -343,7 +344,7 @@ def plot_generated(ctx:BenchContext, seed:int|None=None, n_per_round:int=4):
     pool = d.pool[sel]
     p = lambda m: torch.softmax(predict(m, pool.images), -1).gather(1, pool.y[:, None]).squeeze(1)
     return show_images(pool.images, annotate(pool, {'p_T': p(ctx.teacher), 'p_S': p(d.student)}), ncols=2 * n_per_round, scale=1.4,
-                       suptitle=f'KD + ConfiG pool, seed {seed}, {n_per_round} per round (label, background read off the image)')
+                       suptitle=f'KD + ConfiG pool, seed {seed}, {n_per_round} per round (label, and the attribute read off the image)')
 
 def save_results(rows:list[dict], out, ctx:BenchContext|None=None) -> dict[str, Path]:
     "Write results.json, results.csv, table.md and the PNG plots into `out` (each atomically); returns the paths."
@@ -377,19 +378,15 @@ def bench_cli(preset:Param("tiny, default or gpu", str)='default',
               data_seed:Param("Spurious Digits seed", int)=0,
               quiet:Param("no progress bars", store_true)=False):
     "Run the Spurious Digits benchmark: every method x seed, results table and plots in `out`."
-    try:
+    with cli_errors('configkd_bench'):
         if workers < 0: raise ValueError(f"`workers` must be >= 0, got {workers}.")
         if workers == 0: workers = default_workers()
         data = DigitsConfig(task=task, cue=cue, minority_frac=minority_frac, pool_skew=pool_skew, size=size, seed=data_seed)
         bc = BenchConfig(preset, seeds, methods, data, device, workers)
         out = check_out(out)
-    except ValueError as e:
-        print(f"configkd_bench: error: {e}", file=sys.stderr); sys.exit(2)
-    t0 = time.time()
-    try: rows = run_benchmark(bc, out, progress=not quiet)
-    except ValueError as e:
-        print(f"configkd_bench: error: {e}", file=sys.stderr); sys.exit(2)
-    paths = save_results(rows, out, prepare(bc, progress=False))      # models load from the cache now
+        t0 = time.time()
+        rows = run_benchmark(bc, out, progress=not quiet)
+        paths = save_results(rows, out, prepare(bc, progress=False))      # models load from the cache now
     print('\n' + markdown_table(rows))
     print(f"\n{len(rows)} runs in {out} ({', '.join(p.name for p in paths.values())}); "
           f"wall time {time.time() - t0:.0f} s on {json.loads((out/'run_info.json').read_text())['machine']}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import GroupedImages, DigitsConfig, spurious_digits
-from .models import pick_device, seed_everything, make_student, predict, fixed_threads, logits_of
+from .models import pick_device, seed_everything, make_student, predict, fixed_threads, logits_of, build_model
 from .errors import GroupReport, evaluate
 from .distill import kd_loss, DistillConfig, Distiller, run_method
 
@@ -91,7 +91,8 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
            sampler=None,               # epoch -> indices (e.g. `BalancedSampler`), a list of index lists, or None (uniform)
            epochs:int|None=None,       # default `cfg.epochs`
            record:bool=False,          # store each sample's KD loss after every epoch
-           make_model:Callable=make_student, device=None, progress:bool=True, desc:str='kd') -> KDRun:
+           make_model:Callable=make_student,   # the student: make_model(n_classes) (or make_model()) -> nn.Module
+           device=None, progress:bool=True, desc:str='kd') -> KDRun:
     "Distil a fresh student from `teacher_logits` on `ds`, drawing each epoch's samples from `sampler`."
     cfg = cfg or TabConfig()
     epochs = cfg.epochs if epochs is None else epochs
@@ -104,7 +105,7 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
         raise ValueError(f"`sampler` holds {len(sampler)} index lists for {epochs} epochs; give one per epoch.")
     device = pick_device(device)
     seed_everything(cfg.seed)
-    student = make_model(ds.n_classes).to(device)
+    student = build_model(make_model, ds.n_classes).to(device)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     H = torch.zeros(n, epochs) if record else None                        # (N, E)
     hist = []
@@ -115,23 +116,23 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
         student.train(); tot = 0.0
         for s in range(0, len(order), cfg.bs):
             idx = order[s:s + cfg.bs]
-            x, t = ds.images[idx].to(device), tl[idx].to(device)          # (B, C, H, W), (B, K)
+            x, t = ds.take(idx).to(device), tl[idx].to(device)            # (B, C, H, W), (B, K)
             loss = kd_loss(logits_of(student(x)), t, cfg.T)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             tot += loss.item() * len(idx)
         row = {'epoch': ep + 1, 'loss': tot / len(order), 'n_seen': len(order), 'n_unique': len(order.unique())}
         if record:
-            H[:, ep] = kd_loss_per_sample(predict(student, ds.images, device=device), tl, cfg.T)
+            H[:, ep] = kd_loss_per_sample(predict(student, ds, device=device), tl, cfg.T)
             row['mean_loss_all'] = H[:, ep].mean().item()
         hist.append(row); bar.set_postfix(loss=f"{row['loss']:.3f}")
     return KDRun(student.cpu().eval(), pd.DataFrame(hist), H)
 
 # %% ../nbs/06_hybrid_tab.ipynb #363bad67
 def loss_histories(ds:GroupedImages, teacher_logits:torch.Tensor, cfg:TabConfig|None=None, device=None,
-                   progress:bool=True) -> torch.Tensor:
+                   progress:bool=True, make_model:Callable=make_student) -> torch.Tensor:
     "Per-sample KD loss after each of the helper's `cfg.helper_epochs` epochs, `(N, E)`."
     cfg = cfg or TabConfig()
-    return kd_fit(ds, teacher_logits, cfg, epochs=cfg.helper_epochs, record=True, device=device,
+    return kd_fit(ds, teacher_logits, cfg, epochs=cfg.helper_epochs, record=True, make_model=make_model, device=device,
                   progress=progress, desc='TAB helper').losses
 
 # %% ../nbs/06_hybrid_tab.ipynb #06805a23
@@ -182,9 +183,12 @@ def purity(pred_groups:torch.Tensor, true_groups:torch.Tensor) -> float:
     ct = pd.crosstab(p.numpy(), t.numpy())
     return float(ct.max(axis=1).sum() / len(p))
 
-def pseudo_group_quality(rank:torch.Tensor, y:torch.Tensor, g:torch.Tensor, k:int=2) -> dict:
-    "Purity of the pseudo-groups against the true groups `g`, and recall / precision of the minority in the high-loss clusters."
+def pseudo_group_quality(rank:torch.Tensor, y:torch.Tensor, g:torch.Tensor, k:int=2) -> dict|None:
+    "Purity of the pseudo-groups against the true groups `g` (-1: unknown, left out), minority recall / precision; None if no group is known."
     rank, y, g = (torch.as_tensor(v).long().cpu() for v in (rank, y, g))
+    known = g >= 0
+    if not known.any(): return None
+    rank, y, g = rank[known], y[known], g[known]
     minority = torch.zeros(len(y), dtype=torch.bool)
     for c in y.unique():
         sel = y == c
@@ -256,20 +260,22 @@ class TabResult:
 def run_tab(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logits aligned with `ds`
             cfg:TabConfig|None=None,
             groups:torch.Tensor|None=None,   # true group labels (N,): the oracle; None: TAB's pseudo-groups
-            device=None, progress:bool=True) -> TabResult:
+            device=None, progress:bool=True,
+            make_model:Callable=make_student) -> TabResult:   # the student (and helper) factory
     "TAB on a distillation set: helper loss histories, per-class k-means, pseudo-group-balanced KD of a fresh student."
     cfg = cfg or TabConfig()
     H = rank = quality = None
     if groups is None:
-        H = loss_histories(ds, teacher_logits, cfg, device, progress)
+        H = loss_histories(ds, teacher_logits, cfg, device, progress, make_model)
         rank = cluster_histories(H, ds.y, ds.n_classes, cfg.k, cfg.n_init, cfg.seed)
         pseudo = pseudo_groups(rank, ds.y, cfg.k)
-        quality = pseudo_group_quality(rank, ds.y, ds.g, cfg.k)
+        quality = pseudo_group_quality(rank, ds.y, ds.g, cfg.k) if ds.n_attrs > 1 else None   # analysis only
     else:
         pseudo = torch.as_tensor(groups).long().reshape(-1)
         if len(pseudo) != len(ds): raise ValueError(f"`groups` has {len(pseudo)} entries for {len(ds)} samples.")
     sampler = BalancedSampler(pseudo, cfg.n_per_epoch or len(ds), cfg.seed)
-    run = kd_fit(ds, teacher_logits, cfg, sampler, device=device, progress=progress, desc='TAB' if groups is None else 'oracle')
+    run = kd_fit(ds, teacher_logits, cfg, sampler, make_model=make_model, device=device, progress=progress,
+                 desc='TAB' if groups is None else 'oracle')
     return TabResult(run.student, run.history, pseudo, sampler, H, rank, quality)
 
 def results_table(reports:dict[str, GroupReport]) -> pd.DataFrame:

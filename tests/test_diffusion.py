@@ -7,10 +7,13 @@ import torch
 
 from configkd.data import spurious_digits
 from configkd.models import ConvNet
-from configkd.diffusion import (DiffusionConfig, GuideConfig, PixelDenoiser, GenStore, make_unet, make_scheduler, train_diffusion,
+from configkd.data import border_attr
+from configkd.diffusion import (DiffusionConfig, GuideConfig, PixelDenoiser, make_unet, make_scheduler, train_diffusion,
                                 save_diffusion, load_diffusion, config_objective, guided_sample, ddim_scheduler, ddim_step,
-                                x0_from_eps, image_seed, _noise, config_round, generate_to_store, tiny_latent_denoiser,
-                                _guided_eps, latent_opt, background_attr, select_sources, reconstruct, purify, to_unit)
+                                x0_from_eps, image_seed, _noise, config_round, _guided_eps, latent_opt, select_sources,
+                                reconstruct, purify, to_unit)
+from configkd.latent import tiny_latent_denoiser
+from configkd.store import GenStore, generate_to_store
 
 torch.set_num_threads(1)
 
@@ -120,9 +123,9 @@ def test_train_save_load_and_resume(tmp_path):
     with pytest.raises(ValueError, match='corrupt'): load_diffusion(tmp_path/'m')
 
 
-def test_background_attr_on_renders():
+def test_border_attr_on_renders():
     d = spurious_digits(splits=['test', 'pool'])
-    for ds in d.values(): assert (background_attr(ds.images) == ds.a).float().mean() >= 0.98
+    for ds in d.values(): assert (border_attr(ds.images) == ds.a).float().mean() >= 0.98
 
 
 def test_latent_sampler_gradient_reaches_latent():
@@ -132,10 +135,10 @@ def test_latent_sampler_gradient_reaches_latent():
     x = guided_sample(lat, t, s, prompts, [1, 2], target=[1, 0], cfg=GuideConfig(steps=3, t_min=0, cfg_scale=3.0))
     assert x.shape == (2, 3, 16, 16) and 0 <= x.min() and x.max() <= 1
     z = torch.randn(2, 4, 8, 8, requires_grad=True)
-    img = lat.decode(x0_from_eps(z, lat.eps(z, 500, prompts), torch.tensor(0.5)))
+    img = lat.decode(x0_from_eps(z, lat.output(z, 500, prompts), torch.tensor(0.5)))
     img.sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match='cond'): guided_sample(lat, None, None, torch.tensor([1, 2]), [1, 2], cfg=GuideConfig.unguided())
+    with pytest.raises(ValueError, match='set_class_prompts'): guided_sample(lat, None, None, torch.tensor([1, 2]), [1, 2], cfg=GuideConfig.unguided())
 
 
 def test_latent_opt_moves_and_reports():
@@ -160,12 +163,13 @@ _KILL_SCRIPT = textwrap.dedent('''
     from configkd.data import spurious_digits
     from configkd.models import ConvNet
     from configkd.diffusion import *
+    from configkd.store import GenStore
     torch.manual_seed(0); den = PixelDenoiser(make_unet(DiffusionConfig.tiny()))
     torch.manual_seed(1); t = ConvNet(2).eval(); torch.manual_seed(2); s = ConvNet(2).eval()
     ds = spurious_digits(splits=['train'])['train']
     store = GenStore(sys.argv[1], meta={'run_seed': 3})
     slow = sys.argv[2] == 'slow'
-    import configkd.diffusion as D
+    import configkd.store as D
     orig = D.config_round
     def slow_round(*a, **k):
         out = orig(*a, **k)

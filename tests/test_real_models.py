@@ -1,5 +1,5 @@
 """The Colab path on tiny randomly initialised real classes (no download): the transformers CLIP teacher
-(`configkd.models.CLIPTeacher`) and Stable-Diffusion-style latent ConfiG (`configkd.diffusion.LatentDenoiser`: diffusers
+(`configkd.models.CLIPTeacher`) and Stable-Diffusion-style latent ConfiG (`configkd.latent.LatentDenoiser`: diffusers
 `UNet2DConditionModel` + `AutoencoderKL`, a CLIP text encoder for class prompts), end to end through `guided_sample`.
 What tests/test_diffusion.py already covers for the latent sampler (output shape, a plain decode gradient, bad
 conditions) is not repeated here."""
@@ -13,8 +13,9 @@ import torch
 pytest.importorskip('transformers')
 from configkd.data import GroupedImages
 from configkd.models import CLIPTeacher, tiny_clip, clip_resize, ConvNet
-from configkd.diffusion import (DiffusionConfig, GuideConfig, PixelDenoiser, LatentDenoiser, make_unet, guided_sample,
-                                tiny_latent_denoiser, config_objective, x0_from_eps, ddim_scheduler, _as_dtype)
+from configkd.diffusion import (DiffusionConfig, GuideConfig, PixelDenoiser, make_unet, guided_sample, config_objective,
+                                x0_from_eps, ddim_scheduler)
+from configkd.latent import LatentDenoiser, tiny_latent_denoiser, _as_dtype
 
 torch.set_num_threads(1)
 IDS = torch.tensor([[62, 5, 6, 63], [62, 7, 8, 63]])     # two class prompts as token ids: <bos> w w <eos>
@@ -112,7 +113,7 @@ def test_sd_guided_img2img_end_to_end(clip):
     # the gradient of J reaches the noisy latent through the CLIP teacher, the VAE decoder and the UNet
     z = lat.encode(init).detach().requires_grad_(True)
     sch = ddim_scheduler(lat.scheduler_config); abar = sch.alphas_cumprod[600]
-    img = lat.decode(x0_from_eps(z, lat.eps(z, 600, cond, 2.0), abar))
+    img = lat.decode(x0_from_eps(z, lat.output(z, 600, cond, 2.0), abar))
     J = config_objective(t(img).softmax(-1)[[0, 1], y], s(img).softmax(-1)[[0, 1], y])
     J.sum().backward()
     assert (z.grad.flatten(1).abs().sum(1) > 0).all()

@@ -1,4 +1,4 @@
-"""Scale-out and crash safety of the generation CLI `configkd_generate` (configkd.diffusion.generate_cli).
+"""Scale-out and crash safety of the generation CLI `configkd_generate` (configkd.store.generate_cli).
 
 - two processes under `accelerate launch --multi_gpu --num_processes 2` (gloo on CPU) give the same manifest and
   bit-identical images as one process with the same seed;
@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from configkd.models import get_teacher, get_erm_student
-import configkd.diffusion as D
-from configkd.diffusion import GenStore, generate_cli
+import configkd.store as D
+from configkd.store import GenStore, generate_cli
 
 torch.set_num_threads(1)
 ARGS = dict(n_sources=32, steps=6, shard_size=8, threads=1)      # 4 shards of 8 sources
@@ -145,11 +145,17 @@ def test_fresh_runs_are_deterministic(reference, tmp_path):
     assert all((xa[n] - xb[n]).abs().flatten(1).amax(1).min() > 1e-3 for n in xa)   # every image differs
 
 
-def test_rerun_with_other_settings_is_refused(reference, tmp_path):
+def _cli_error(capsys, **kw):
+    "Run the CLI in-process; return the one error line it printed (it must exit with status 2)."
+    with pytest.raises(SystemExit) as e: generate_cli(quiet=True, **kw)
+    assert e.value.code == 2
+    return capsys.readouterr().err.strip()
+
+def test_rerun_with_other_settings_is_refused(reference, tmp_path, capsys):
     out = tmp_path/'copy'; shutil.copytree(reference, out)
-    with pytest.raises(ValueError, match='other settings'): generate_cli(out=str(out), quiet=True, **{**ARGS, 'scale': 0.5})
-    with pytest.raises(SystemExit, match='start_from'): generate_cli(out=str(out), quiet=True, start_from='text', **ARGS)
-    with pytest.raises(SystemExit, match='n_sources'): generate_cli(out=str(out), quiet=True, **{**ARGS, 'n_sources': -1})
+    assert 'other settings' in _cli_error(capsys, out=str(out), **{**ARGS, 'scale': 0.5})
+    assert '--start_from' in _cli_error(capsys, out=str(out), start_from='text', **ARGS)
+    assert '--n_sources' in _cli_error(capsys, out=str(out), **{**ARGS, 'n_sources': -1})
 
 
 def test_student_from_a_saved_folder(tmp_path):
