@@ -398,6 +398,11 @@ class _Denoiser:
     upscale = 1                                                            # decoded pixels per sample pixel
     out_channels = 3
     def take(self, cond, idx): return cond[idx]
+    def to(self, device):
+        "Move every model of the denoiser to `device`; returns self."
+        for k in ('unet', 'vae', 'text_encoder'):
+            if getattr(self, k, None) is not None: getattr(self, k).to(device)
+        return self
     def output(self, z, t, cond, cfg_scale:float=1.0):
         "The model's raw output `(B, C, h, w)` with classifier-free guidance `cfg_scale` (1: conditional only)."
         tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
@@ -596,7 +601,8 @@ def reconstruct(den, images:torch.Tensor, cond, seeds, strength:float=0.8, steps
     return guided_sample(den, None, None, cond, seeds, cfg=GuideConfig.unguided(strength=strength, steps=steps, bs=bs), init=images, progress=progress)
 
 def purify(den, images:torch.Tensor, cond, seeds, strength:float=0.3, steps:int=20, bs:int=64, progress:bool=False):
-    "A short unguided re-noise/denoise of generated images (strength 0.3 of 20 steps = 6 DDIM steps)."
+    "A short unguided re-noise/denoise of generated images (strength 0.3 of 20 steps = 6 DDIM steps; always at least one step)."
+    steps = max(steps, math.ceil(1 / strength))                 # e.g. strength 0.3 of 3 steps would run none: 4 steps, 1 run
     return reconstruct(den, images, cond, [image_seed(s, 0, 0, salt=7) for s in seeds], strength, steps, bs, progress)
 
 # %% ../nbs/04_guided_diffusion.ipynb #a32df1a4
@@ -669,6 +675,8 @@ def config_round(den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, id
     g = cfg or GuideConfig()
     if start not in ('img2img', 'noise'): raise ValueError(f"`start` must be 'img2img' or 'noise', got {start!r}.")
     idx = torch.as_tensor(idx).long().reshape(-1)
+    for m in (teacher, student, checker):                    # every model where the generator is
+        if m is not None: m.to(den.device)
     src_ds = ds[idx]
     seeds = [image_seed(run_seed, s, round) for s in src_ds.src.tolist()]
     x = guided_sample(den, teacher, student, src_ds.cls, seeds, target=src_ds.y, cfg=g, size=ds.shape[-1],

@@ -207,7 +207,8 @@ class Distiller:
         self.lr_at, self.transform, self.select_on = lr_at or cosine_lr, transform, select_on
         self.ckpt = Path(ckpt) if ckpt else None
         self.device = accelerator.device if accelerator is not None else pick_device(device)
-        self.teacher = teacher.eval().to(self.device)
+        self.teacher = teacher.eval().to(self.device)                     # every model on the run's device, here at the boundary
+        if den is not None: den.to(self.device)
         if self.cfg.recon and den is None and augment is not None and self.cfg.rounds:
             raise ValueError("`cfg.recon=True` needs the diffusion model `den` (or set `recon=False`).")
 
@@ -455,6 +456,8 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
         raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser or LatentDenoiser).")
     if method.startswith('oracle') and not isinstance(data_cfg, DigitsConfig):
         raise ValueError("the oracle re-renders Spurious Digits images: it needs `data_cfg`, the DigitsConfig of `data`.")
+    dev = accelerator.device if accelerator is not None else pick_device(device)    # one device for the run, chosen here
+    if den is not None: den.to(dev)
     aug = _augmenter(method, teacher, den, cfg, guide, data_cfg, checker, attr_fn)
     if method == 'kd_cutmix': cfg = replace(cfg, cutmix=cfg.cutmix or 0.5)
     if aug is None or method == 'oracle': cfg = replace(cfg, recon=False)    # nothing generated: no reconstructions
@@ -463,7 +466,7 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
         recon_images = real_reconstructions(den, data['train'], cfg.seed, progress, guide.strength, guide.steps)
     evals = {'dev': data['dev']} if data.get('dev') is not None else {}   # the design split, scored every epoch too
     return Distiller(teacher, data['train'], cfg, aug, den, data.get('val'), data.get('test'), make_model=make_model, ckpt=ckpt,
-                     device=device, progress=progress, recon_images=recon_images, accelerator=accelerator, evals=evals,
+                     device=dev, progress=progress, recon_images=recon_images, accelerator=accelerator, evals=evals,
                      attr_fn=attr_fn, **kw).run()
 
 def final_metrics(d:Distiller, ds:GroupedImages) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #aa001594
 from __future__ import annotations
-import contextlib, hashlib, inspect, itertools, json, math, os, random, secrets, shutil, sys, tempfile, warnings
+import contextlib, hashlib, inspect, itertools, json, math, os, random, secrets, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,10 +21,11 @@ from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
            'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
            'make_teacher', 'n_params', 'TrainConfig', 'logits_of', 'build_model', 'model_device', 'fit', 'predict',
-           'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write', 'atomic_torch_save', 'factory_name',
-           'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir',
-           'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student',
-           'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
+           'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write', 'remove_stale_tmp',
+           'atomic_torch_save', 'factory_name', 'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock',
+           'model_identity', 'assets_dir', 'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher',
+           'train_erm_student', 'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher',
+           'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -245,7 +246,7 @@ def _atomic_dir(path:Path, write:Callable[[Path], None]):
 def atomic_write(path, write:Callable[[str], None], mode:int|None=0o644):
     "`write(tmp)` to a temporary file beside `path`, then rename: a crash never leaves a half-written file at `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.{os.getpid()}.', suffix='.tmp', dir=path.parent); os.close(fd)   # pid: see below
     try:
         write(tmp)
         if mode is not None: os.chmod(tmp, mode)     # mkstemp creates 0600; results are for everyone to read
@@ -253,6 +254,19 @@ def atomic_write(path, write:Callable[[str], None], mode:int|None=0o644):
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True          # another user's process
+
+def remove_stale_tmp(path, max_age:float=86400):
+    "Remove the leftovers of killed `atomic_write`s of `path`: files whose writing process is gone (or, unnamed, older than `max_age` s)."
+    path = Path(path)
+    for p in path.parent.glob(f'.{path.name}.*.tmp'):
+        pid = p.name[len(path.name) + 2:].split('.')[0]
+        stale = not _alive(int(pid)) if pid.isdigit() else time.time() - p.stat().st_mtime > max_age
+        if stale and pid != str(os.getpid()): p.unlink(missing_ok=True)   # a live writer's file is never touched
 
 def atomic_torch_save(obj, path):
     "`torch.save` to `path` atomically (`atomic_write`)."

@@ -18,6 +18,7 @@ from fastcore.basics import patch
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, digits_attr_reader
 from .models import (pick_device, TrainConfig, get_teacher, get_erm_student, load_model, atomic_write, cli_errors,
+                             remove_stale_tmp,
                              check_seed, THREADS_ENV, config_key, logits_of)
 from .diffusion import (GuideConfig, PixelDenoiser, config_round, round_summary, select_sources, load_diffusion,
                                 committed_diffusion_path, _sampler_schedule, _check_pair)
@@ -95,9 +96,8 @@ def write(self:GenStore, name:str, images:torch.Tensor, rows:list[dict],
     from safetensors.torch import save_file
     check_images(images, 'images')
     if len(rows) != len(images): raise ValueError(f"{len(rows)} manifest rows for {len(images)} images in shard {name!r}.")
-    p, now = self.path(name), time.time()
-    for old in self.root.glob(f'.{p.name}.*.tmp'):        # leftovers of a killed write; a live one (another process) is young
-        if now - old.stat().st_mtime > 3600: old.unlink(missing_ok=True)
+    p = self.path(name)
+    remove_stale_tmp(p)                                     # leftovers of a killed write; another process's live file stays
     md = {'rows': json.dumps(rows, default=_json_default), 'n': str(len(rows)), 'writer': json.dumps(writer or {}), 'store': self.id or ''}
     atomic_write(p, lambda tmp: save_file({'images': images.detach().float().cpu().contiguous()}, tmp, metadata=md))
 
@@ -131,6 +131,7 @@ def manifest(self:GenStore) -> pd.DataFrame:
 def write_manifest(self:GenStore, fname:str='manifest.csv') -> pd.DataFrame:
     "Write all manifest rows (sorted by shard, then position in the shard) to `fname` in the store, atomically."
     m = self.manifest()
+    remove_stale_tmp(self.root/fname)
     atomic_write(self.root/fname, lambda tmp: m.to_csv(tmp, index=False))
     return m
 

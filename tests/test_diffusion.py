@@ -116,9 +116,9 @@ def test_train_save_load_and_resume(tmp_path):
     with pytest.raises(Stop): train_diffusion(cfg, ds=ds, ckpt=st, ckpt_every=4, on_ckpt=stop, progress=False)
     resumed, _ = train_diffusion(cfg, ds=ds, ckpt=st, ckpt_every=4, progress=False)
     for a, b in zip(full.parameters(), resumed.parameters()): torch.testing.assert_close(a, b)
-    save_diffusion(full, tmp_path/'m', cfg)
+    save_diffusion(full, tmp_path/'m', cfg, data={'kind': 'the val split'})       # trained on own images: no digits config, no key
     u, c, meta = load_diffusion(tmp_path/'m')
-    assert c == cfg and meta['key']
+    assert c == cfg and meta['key'] is None and meta['data'] == {'kind': 'the val split'}
     (tmp_path/'m'/'diffusion_pytorch_model.safetensors').write_bytes(b'garbage')
     with pytest.raises(ValueError, match='corrupt'): load_diffusion(tmp_path/'m')
 

@@ -79,7 +79,7 @@ def test_empty_rounds_keep_training():
     nothing = lambda student, train, idx, r: (train[idx[:0]], {'n': len(idx), 'added': 0})
     d = Distiller(teacher, data['train'], DistillConfig(epochs=3, period=1, rounds=2, ratio=0.1, recon=False), nothing, progress=False).run()
     assert d.pool is None and len(d.rounds) == 2 and (d.rounds.added == 0).all() and d.rounds.pool.eq(0).all()
-    assert len(d.history) == 3 and d.history.n_train.eq(len(data['train'])).all()
+    assert len(d.history) == 3 and d.history.n_train.eq(round(4.0 * len(data['train']))).all()   # epoch_size 4: the same budget every epoch
     with pytest.raises(ValueError, match="`train` is empty"): Distiller(teacher, data['train'][:0], progress=False)
 
 
@@ -115,3 +115,47 @@ def test_distiller_ddp_two_processes(tmp_path):
     assert ranks[0][0] == ranks[1][0] == '2'          # two processes really ran
     assert ranks[0][1] == ranks[1][1]                 # the same parameters on both ranks after DDP steps (averaged gradients)
     assert (tmp_path/'ckpt.pt').exists() and not list(tmp_path.glob('*.tmp'))
+
+
+ROUNDS_SCRIPT = r'''
+import sys, json, hashlib, torch
+from accelerate import Accelerator
+from configkd.data import DigitsConfig, spurious_digits
+from configkd.models import ConvNet
+from configkd.diffusion import DiffusionConfig, PixelDenoiser, make_unet, GuideConfig
+from configkd.distill import Distiller, DistillConfig, config_augmenter
+out, world = sys.argv[1], sys.argv[2]
+acc = Accelerator(cpu=True) if world == '2' else None
+train = spurious_digits(DigitsConfig(), splits=('train',))['train'][:240]
+torch.manual_seed(0); t = ConvNet(2).eval(); torch.manual_seed(1); den = PixelDenoiser(make_unet(DiffusionConfig.tiny()))
+aug = config_augmenter(den, t, GuideConfig(steps=3, t_min=0, bs=8), purify=0.0, pair_recon=True)
+calls = []
+def counted(student, tr, idx, r):
+    calls.append(int(idx[0])); return aug(student, tr, idx, r)
+counted.chunk = aug.chunk
+cfg = DistillConfig(epochs=2, period=1, rounds=1, ratio=0.1, recon=False, bs=32)
+d = Distiller(t, train, cfg, counted, den, progress=False, accelerator=acc)
+st = d._prepare(d._init_state())          # the same fresh student everywhere (training would differ: DDP averages gradients)
+d._round(st, 0)
+h = hashlib.sha1(st['pool'].images.numpy().tobytes() + st['pool_logits'].numpy().tobytes()).hexdigest()
+rank = acc.process_index if acc is not None else 0
+open(f'{out}/w{world}-rank{rank}.json', 'w').write(json.dumps({'pool': h, 'n': len(st['pool']), 'calls': calls,
+                                                             'added': int(st['rounds'][0]['added'])}))
+'''
+
+
+def test_rounds_split_across_two_processes_match_one(tmp_path):
+    "Under a 2-process launch each process generates every other chunk of a round; all end with one process's pool, bit for bit."
+    import json, shutil, subprocess, sys
+    script = tmp_path/'rounds.py'; script.write_text(ROUNDS_SCRIPT)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    subprocess.run([sys.executable, str(script), str(tmp_path), '1'], check=True, timeout=600, env=env)
+    torchrun = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or shutil.which('torchrun')
+    r = subprocess.run([torchrun, '--nproc_per_node', '2', str(script), str(tmp_path), '2'], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one = json.loads((tmp_path/'w1-rank0.json').read_text())
+    ranks = [json.loads((tmp_path/f'w2-rank{i}.json').read_text()) for i in range(2)]
+    assert ranks[0]['pool'] == ranks[1]['pool'] == one['pool'] and ranks[0]['n'] == one['n']
+    assert len(one['calls']) >= 2 and sorted(ranks[0]['calls'] + ranks[1]['calls']) == sorted(one['calls'])   # each chunk once
+    assert ranks[0]['calls'] and ranks[1]['calls'] and not set(ranks[0]['calls']) & set(ranks[1]['calls'])

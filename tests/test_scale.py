@@ -86,7 +86,7 @@ def _child(out, kw, slow_manifest):
     "Runs in a forked child: the CLI, optionally with a manifest write that stalls half-way (to be killed there)."
     if slow_manifest:
         def stalled(self, fname='manifest.csv'):
-            (self.root/f'.{fname}.stalled.tmp').write_text('half a manifest')
+            (self.root/f'.{fname}.{os.getpid()}.stalled.tmp').write_text('half a manifest')   # as atomic_write names it
             time.sleep(60)
         D.GenStore.write_manifest = stalled
     D.generate_cli(out=str(out), quiet=True, **kw)

@@ -60,7 +60,7 @@ def test_kd_fit_uniform_is_distillers_plain_kd():
     "Same seeds, batches, optimiser and schedule as notebook 05's Distiller without rounds."
     train = spurious_digits(DigitsConfig(), splits=('train',))['train']
     torch.manual_seed(0); teacher = make_student().eval()                   # any frozen net will do as a teacher
-    dcfg = DistillConfig(epochs=2, rounds=0)
+    dcfg = DistillConfig(epochs=2, rounds=0, epoch_size=None)            # the real images once per epoch, as kd_fit's default
     d = run_method('kd', teacher, {'train': train}, cfg=dcfg, progress=False)
     r = kd_fit(train, predict(teacher, train), TabConfig.from_distill(dcfg), progress=False)
     np.testing.assert_allclose(r.history.loss.values, d.history.loss.values, atol=1e-4)
@@ -163,13 +163,15 @@ def test_distillation_set_and_cache(tmp_path):
     data['train'] = data['train'][torch.arange(0, len(data['train']), 3)]  # a third of train, for speed
     torch.manual_seed(0); teacher = make_student().eval()
     cfg = DistillConfig(epochs=3, period=1, rounds=2, ratio=0.1, recon=False)
-    d = Distiller(teacher, data['train'], cfg, oracle_augmenter(dc), progress=False)
+    d = Distiller(teacher, data['train'], cfg, oracle_augmenter(dc, pair=False), progress=False)   # the re-renders only
     with pytest.raises(ValueError, match='not run'): distillation_set(d)
     d.run()
     aug, tl = distillation_set(d)
     assert len(aug) == len(data['train']) + len(d.pool) == len(tl) and len(d.pool) > 0
     torch.testing.assert_close(tl, predict(teacher, aug), atol=1e-5, rtol=1e-4)   # logits aligned with the images
     assert (aug.g[len(data['train']):] != aug.y[len(data['train']):] * 3).all()    # the pool holds the flipped groups
+    paired = Distiller(teacher, data['train'], cfg, oracle_augmenter(dc), progress=False).run()   # with each source beside it
+    assert len(paired.pool) == 2 * len(d.pool) and (paired.pool.a != paired.pool.y).float().mean() == 0.5
     # the cache: second call loads the finished run instead of training
     t0 = time.time(); d1 = cached_run_method('oracle', teacher, data, cfg=cfg, data_cfg=dc, cache=tmp_path, progress=False); t1 = time.time() - t0
     files = list((tmp_path/'distill_runs').glob('oracle-*.pt'))
