@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from fastcore.script import call_parse, Param, store_true
+from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
 
 from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_reader
@@ -364,19 +364,19 @@ def save_results(rows:list[dict], out, ctx:BenchContext|None=None) -> dict[str, 
 
 # %% ../nbs/07_benchmark.ipynb #5f3a4264
 @call_parse
-def bench_cli(preset:Param("tiny, default or gpu", str)='default',
-              seeds:Param("comma-separated student seeds", str)='0,1,2',
-              methods:Param("comma-separated method ids (default: the study of BENCH_METHODS; also kd_unguided_noise, oracle_unguided)", str)=",".join(BENCH_METHODS),
-              out:Param("output folder", str)='runs/bench',
-              device:Param("cpu, cuda, ... (default: best available)", str)=None,
-              workers:Param("parallel runs (0: one per CPU core, at most 8, each with one thread; 1 on a GPU)", int)=0,
-              task:Param("label rule: ge5 or parity", str)='ge5',
-              cue:Param("spurious cue: background or stroke", str)='background',
-              minority_frac:Param("share of minority-group images in train", float)=0.0,
-              pool_skew:Param("share of diffusion-pool images whose attribute agrees with the label", float)=0.97,
-              size:Param("image size: 16 or 32", int)=16,
-              data_seed:Param("Spurious Digits seed", int)=0,
-              quiet:Param("no progress bars", store_true)=False):
+def bench_cli(preset:str='default',                       # tiny, default or gpu
+              seeds:str='0,1,2',                          # comma-separated student seeds
+              methods:str=",".join(BENCH_METHODS),        # comma-separated method ids (also kd_unguided_noise, oracle_unguided)
+              out:str='runs/bench',                       # output folder
+              device:str=None,                            # cpu, cuda, ... (default: best available)
+              workers:int=0,                              # parallel runs (0: one per CPU core, at most 8; 1 on a GPU)
+              task:str='ge5',                             # label rule: ge5 or parity
+              cue:str='background',                       # spurious cue: background or stroke
+              minority_frac:float=0.0,                    # share of minority-group images in train
+              pool_skew:float=BENCH_POOL_SKEW,            # share of diffusion-pool images whose attribute agrees with the label
+              size:int=16,                                # image size: 16 or 32 (the 16 px generator is resized to 32)
+              data_seed:int=0,                            # Spurious Digits seed
+              quiet:store_true=False):                    # no progress bars
     "Run the Spurious Digits benchmark: every method x seed, results table and plots in `out`."
     with cli_errors('configkd_bench'):
         if workers < 0: raise ValueError(f"`workers` must be >= 0, got {workers}.")

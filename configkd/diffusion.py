@@ -250,7 +250,7 @@ def get_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=None
     return unet.eval().requires_grad_(False).to(pick_device(device) if device is not None else 'cpu')
 
 # %% ../nbs/04_guided_diffusion.ipynb #0b05ac59
-from fastcore.script import call_parse, Param, store_true
+from fastcore.script import call_parse, store_true
 from .models import cli_errors, check_seed, THREADS_ENV
 
 def _diffusion_cli_config(tiny, steps, bs, lr, pool_renders, seed) -> DiffusionConfig:
@@ -262,18 +262,17 @@ def _diffusion_cli_config(tiny, steps, bs, lr, pool_renders, seed) -> DiffusionC
 
 @call_parse
 def train_diffusion_cli(
-    out:Param("output folder of the trained model (new, empty, or a model folder configkd wrote)", str)='diffusion_digits16',
-    steps:Param("optimiser steps (default: the preset's)", int)=None,
-    bs:Param("batch size (default: the preset's)", int)=None,
-    lr:Param("peak learning rate (default: the preset's)", float)=None,
-    pool_renders:Param("renders of each pool digit (default: the preset's)", int)=None,
-    seed:Param("training seed (default: the preset's)", int)=None,
-    data_seed:Param("Spurious Digits seed", int)=0,
-    pool_skew:Param("share of pool images whose attribute agrees with the label", float)=0.9,
-    ckpt_every:Param("steps between resumable checkpoints", int)=500,
-    threads:Param("torch CPU threads (0: configkd's default, 1 unless $CONFIGKD_THREADS is set)", int)=0,
-    tiny:Param("use the tiny smoke-test preset", store_true)=False,
-):
+    out:str='diffusion_digits16',  # output folder of the trained model (new, empty, or a model folder configkd wrote)
+    steps:int=None,                # optimiser steps (default: the preset's)
+    bs:int=None,                   # batch size (default: the preset's)
+    lr:float=None,                 # peak learning rate (default: the preset's)
+    pool_renders:int=None,         # renders of each pool digit (default: the preset's)
+    seed:int=None,                 # training seed (default: the preset's)
+    data_seed:int=0,               # Spurious Digits seed
+    pool_skew:float=0.9,           # share of pool images whose attribute agrees with the label
+    ckpt_every:int=500,            # steps between resumable checkpoints
+    threads:int=0,                 # torch CPU threads (0: configkd's default, 1 unless $CONFIGKD_THREADS is set)
+    tiny:store_true=False):        # use the tiny smoke-test preset
     "Train the class-conditional diffusion model on the Spurious Digits pool and save it (resumable)."
     with cli_errors('configkd_train_diffusion'):
         if threads < 0: raise ValueError(f"--threads must be >= 0, got {threads}.")

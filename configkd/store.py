@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from fastcore.basics import patch
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, digits_attr_reader
@@ -253,7 +253,7 @@ def generate_cli(
     seed:int=0,                   # Spurious Digits data and training seed (teacher, ERM student)
     device:str=None,              # cpu, cuda, ...; default: best available (one GPU per process)
     threads:int=0,                # torch CPU threads per process; 0: configkd's default (1, or $CONFIGKD_THREADS)
-    quiet:bool=False):            # no progress bars or summary
+    quiet:store_true=False):      # no progress bars or summary
     "Generate one ConfiG round into the store folder `out`, split across processes; rank 0 writes `out/manifest.csv`."
     with cli_errors('configkd_generate'):
         _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher)

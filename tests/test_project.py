@@ -30,3 +30,30 @@ def test_foundation_cli_bad_input(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith('configkd_foundation: error: --seed must be a whole number in [0, 2**31)')
     r = subprocess.run(['configkd_foundation', '--out', str(tmp_path/'y'), '--task', 'odd'], capture_output=True, text=True)
     assert r.returncode != 0 and "`task` must be 'ge5' or 'parity'" in r.stderr
+
+
+GUARDS = {'slow': 'if RUN_SLOW', 'colab': 'if REAL_DATA', 'cuda': 'if torch.cuda.is_available()'}
+
+def test_flagged_cells_are_no_ops_by_default():
+    "Colab's 'Run all' ignores nbdev's flags: every `#| slow`, `#| colab` and `#| cuda` cell must guard itself with its switch."
+    import re
+    bad, switches = [], {'RUN_SLOW': "os.environ.get('CONFIGKD_SLOW') == '1'", 'REAL_DATA': "os.environ.get('CONFIGKD_REAL') == '1'"}
+    for f in sorted((ROOT/'nbs').glob('*.ipynb')):
+        cells = json.loads(f.read_text())['cells']
+        code = [''.join(c['source']) for c in cells if c['cell_type'] == 'code']
+        for src in code:
+            lines = [l for l in src.splitlines() if l.strip()]
+            flag = re.match(r'#\|\s*(slow|colab|cuda)\b', lines[0]) if lines else None
+            if not flag: continue
+            if len(lines) < 2 or not lines[1].startswith(GUARDS[flag.group(1)]): bad.append(f"{f.name}: {lines[0]} cell starts with {lines[1:2]}")
+            var = GUARDS[flag.group(1)].split()[1]
+            if var in switches and not any(f"{var} = {switches[var]}" in s for s in code): bad.append(f"{f.name}: {var} is never set")
+    assert not bad, '\n'.join(bad)
+
+
+def test_notebooks_install_the_colab_extra_and_guard_the_export():
+    "On Colab the first cell installs the package with its [colab] extra; the last writes modules only in a clone."
+    for f in sorted((ROOT/'nbs').glob('*.ipynb')):
+        src = ''.join(''.join(c['source']) for c in json.loads(f.read_text())['cells'])
+        if 'nbdev_export()' in src: assert "if Path('../settings.ini').exists()" in src, f.name
+        if 'google.colab' in src: assert '"configkd[colab] @ git+https://github.com/configkd/configkd.git"' in src, f.name
