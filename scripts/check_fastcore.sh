@@ -18,5 +18,5 @@ echo "fastcore before: $before, after installing configkd: $after"
 for c in configkd_foundation configkd_bench configkd_generate configkd_train_diffusion; do
   "$tmp/venv/bin/$c" --help > /dev/null || { echo "FAIL: $c --help with fastcore $after"; exit 1; }
 done
-CONFIGKD_CACHE="$tmp/cache" "$tmp/venv/bin/configkd_foundation" --out "$tmp/foundation" > /dev/null
+CONFIGKD_CACHE="$tmp/cache" "$tmp/venv/bin/configkd_foundation" --out "$tmp/foundation" > /dev/null 2>&1
 echo "fastcore $after: the four console scripts start and configkd_foundation runs end to end"
