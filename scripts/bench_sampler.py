@@ -43,7 +43,7 @@ def run_mode(mode, n, n_single, steps, threads):
         for i in range(n_single):
             guided_sample(den, teacher, student, cond[i:i + 1], seeds[i:i + 1], target[i:i + 1], GuideConfig(steps=steps, t_min=0, bs=1))
         k = n_single
-    elif mode == 'per_image_latent_opt':   # the seed sketch's loop (repaired): Adam on each image's input, one at a time
+    elif mode == 'per_image_latent_opt':   # latent optimisation one image at a time: Adam on each image's input
         for i in range(n_single):
             latent_opt(lambda z: z.clamp(0, 1), teacher, student, torch.rand(1, 3, 16, 16), target[i:i + 1], iters=steps)
         k = n_single
