@@ -15,7 +15,7 @@ import torch
 from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
 
-from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_reader
+from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_reader, check_fields
 from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write, cli_errors,
                              compute_threads)
 from .errors import evaluate
@@ -57,6 +57,7 @@ class BenchConfig:
     workers:int = 1                                          # runs in parallel (processes); 1: in this process
 
     def __post_init__(self):
+        check_fields(self)
         if self.preset not in PRESETS: raise ValueError(f"unknown `preset` {self.preset!r}; choose from {list(PRESETS)}.")
         self.seeds, self.methods = _ids(self.seeds, 'seeds', int), _ids(self.methods, 'methods')
         if not self.seeds: raise ValueError("`seeds` is empty: give at least one seed, e.g. 0,1,2.")
@@ -415,9 +416,17 @@ class CelebAConfig:
     seeds:tuple = (0,)
 
     def __post_init__(self):
+        check_fields(self)
         self.methods, self.seeds = _ids(self.methods, 'methods'), _ids(self.seeds, 'seeds', int)
         bad = [m for m in self.methods if m not in CELEBA_METHODS]
         if bad: raise ValueError(f"unknown method(s) {bad}; choose from {list(CELEBA_METHODS)}.")
+        if not self.methods: raise ValueError(f"--methods is empty; choose from {list(CELEBA_METHODS)}.")
+        if len(set(self.methods)) != len(self.methods): raise ValueError(f"--methods has duplicates: {list(self.methods)}.")
+        if not self.seeds or any(not 0 <= s < 2**31 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct whole numbers in [0, 2**31), at least one, got {list(self.seeds)}.")
+        if self.dtype not in ('fp32', 'fp16', 'bf16'): raise ValueError(f"--dtype must be 'fp32', 'fp16' or 'bf16', got {self.dtype!r}.")
+        for k in ('max_train', 'max_eval'):
+            if getattr(self, k) is not None and getattr(self, k) < 1: raise ValueError(f"--{k} must be >= 1 (or None: every image), got {getattr(self, k)}.")
         if self.teacher not in ('zero_shot', 'probe'): raise ValueError(f"--teacher must be 'zero_shot' or 'probe', got {self.teacher!r}.")
         if self.size < 16: raise ValueError(f"--size must be >= 16, got {self.size}.")
         self.distill(0); self.guide()                                          # every setting checked now, before any work

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #3ccc2ae5
 from __future__ import annotations
-import csv, json, math, os, warnings
+import csv, dataclasses, json, math, os, types, typing, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -16,10 +16,11 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['WARM', 'COOL', 'NEUTRAL', 'SPLITS', 'ATTR_NAMES', 'CELEBA_SITE', 'CELEBA_SOURCE', 'WATERBIRDS_SOURCE', 'IMAGE_EXTS',
            'CELEBA_FILES', 'CELEBA_SPLITS', 'WATERBIRDS_SPLITS', 'CELEBA_HUB_REPO', 'CELEBA_HUB_CONFIG', 'check_images',
-           'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names', 'raw_digits', 'render_digits', 'make_split',
-           'spurious_digits', 'border_attr', 'stroke_attr', 'digits_attr_reader', 'show_images', 'annotate',
-           'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds', 'load_image_folder', 'download_celeba',
-           'celeba_from_records', 'celeba_from_hub_folder', 'download_celeba_hub']
+           'check_fields', 'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names', 'raw_digits',
+           'render_digits', 'make_split', 'spurious_digits', 'border_attr', 'stroke_attr', 'digits_attr_reader',
+           'show_images', 'annotate', 'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds',
+           'load_image_folder', 'download_celeba', 'celeba_from_records', 'celeba_from_hub_folder',
+           'download_celeba_hub']
 
 # %% ../nbs/00_data.ipynb #93201ade
 def check_images(x, name:str='images', channels:Sequence[int]=(1, 3)) -> torch.Tensor:
@@ -41,12 +42,44 @@ def check_images(x, name:str='images', channels:Sequence[int]=(1, 3)) -> torch.T
                          "images are unnormalised (models normalise inside themselves).")
     return x
 
+# %% ../nbs/00_data.ipynb #cc722e9c
+def _whole(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _number(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+_KINDS = {int: 'a whole number', float: 'a finite number', bool: 'True or False', str: 'a string'}
+
+def _fits(v, t) -> bool|None:
+    "Whether `v` is of the kind annotation `t` names (None: a kind this check leaves to the settings themselves)."
+    if t is bool: return isinstance(v, (bool, np.bool_))
+    if t is int: return _whole(v)
+    if t is float: return _number(v)
+    if t is str: return isinstance(v, str)
+    if isinstance(t, type) and dataclasses.is_dataclass(t): return isinstance(v, t)
+    return None
+
+def check_fields(cfg) -> None:
+    "Check every field of a settings dataclass against its annotation (whole numbers, finite numbers, flags, strings, nested settings, None where allowed)."
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        t, v = hints[f.name], getattr(cfg, f.name)
+        kinds = typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
+        if v is None and type(None) in kinds: continue
+        want = [k for k in kinds if k is not type(None)]
+        ok = [_fits(v, k) for k in want]
+        if not (True in ok or None in ok):
+            names = ' or '.join(_KINDS.get(k, f'a {k.__name__}') for k in want) + (' or None' if type(None) in kinds else '')
+            raise TypeError(f"`{f.name}` ({type(cfg).__name__}) must be {names}, got {v!r} ({type(v).__name__}).")
+        if float in want and _number(v) and not math.isfinite(v):
+            raise ValueError(f"`{f.name}` ({type(cfg).__name__}) must be a finite number, got {v!r}.")
+
 # %% ../nbs/00_data.ipynb #959b1bc3
 def _long(v, n, name):
     t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
     if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
         raise ValueError(f"`{name}` holds non-integer values (e.g. {t[(t != t.round()) | ~torch.isfinite(t)][0].item()}): "
                          "give integer ids (class labels, not probabilities; soft labels come from the teacher).")
+    if t.ndim == 2 and t.shape[0] == n and t.shape[1] > 1:
+        raise ValueError(f"`{name}` has shape {tuple(t.shape)}: give one integer id per image, shape ({n},), not one-hot "
+                         f"rows (use `{name}.argmax(1)`).")
     t = t.long().reshape(-1)
     if len(t) != n: raise ValueError(f"`{name}` has {len(t)} entries but there are {n} images; give one per image.")
     return t
@@ -77,7 +110,7 @@ class GroupedImages(torch.utils.data.Dataset):
         self.cls = self.y.clone() if cls is None else _long(cls, n, 'cls')
         self.src = torch.arange(n) if src is None else _long(src, n, 'src')
         for k, name in ((n_classes, 'n_classes'), (n_attrs, 'n_attrs')):
-            if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"`{name}` must be a whole number >= 1, got {k!r}.")
+            if not _whole(k) or k < 1: raise ValueError(f"`{name}` must be a whole number >= 1, got {k!r}.")
         self.n_classes, self.n_attrs = int(n_classes), int(n_attrs)
         for v, k, name in ((self.y, n_classes, 'y'), (self.a[self.a != -1], n_attrs, 'a')):   # a = -1: unknown for that image
             if len(v) and (v.min() < 0 or v.max() >= k):
@@ -148,7 +181,7 @@ class GroupedImages(torch.utils.data.Dataset):
 
     def batches(self, bs:int=128, shuffle:bool=False, seed:int|None=0) -> Iterator[tuple]:
         "Yield `(x, y, g, idx)` batches by slicing (fast: no per-item collation); `x` is float in [0, 1]."
-        if bs < 1: raise ValueError(f"`bs` must be >= 1, got {bs}.")
+        if not (_whole(bs) and bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {bs!r}.")
         n = len(self)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
         for s in range(0, n, bs):
@@ -177,7 +210,11 @@ class GroupedImages(torch.utils.data.Dataset):
     def save(self, path):
         "Write the set to one safetensors file (images in their storage dtype, labels, names), atomically."
         from safetensors.torch import save_file
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        if path.is_dir(): raise IsADirectoryError(f"`path` {path} is a folder: give a file name, e.g. {path/'data.safetensors'}.")
+        bad = next((q for q in path.parents if q.exists() and not q.is_dir()), None)
+        if bad is not None: raise NotADirectoryError(f"`path` {path} lies inside {bad}, which is a file: choose another folder.")
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
         try:
             save_file({k: getattr(self, k).contiguous() for k in ('data', 'y', 'a', 'cls', 'src')}, tmp,
@@ -221,6 +258,7 @@ class DigitsConfig:
     seed:int = 0                  # one seed for the split and the rendering
 
     def __post_init__(self):
+        check_fields(self)
         if self.size not in (16, 32): raise ValueError(f"`size` must be 16 or 32, got {self.size}.")
         if self.task not in ('ge5', 'parity'): raise ValueError(f"`task` must be 'ge5' or 'parity', got {self.task!r}.")
         if self.cue not in ('background', 'stroke'): raise ValueError(f"`cue` must be 'background' or 'stroke', got {self.cue!r}.")
@@ -402,7 +440,10 @@ def show_groups(ds:GroupedImages, n:int=8, seed:int=0, scale:float=1.0):
 # %% ../nbs/00_data.ipynb #c8466501
 def drop_groups(ds:GroupedImages, groups:Sequence[int]) -> GroupedImages:
     "`ds` without the images of the given groups (the covariate-shift split)."
-    bad = [g for g in groups if not 0 <= g < ds.n_groups]
+    if isinstance(groups, (int, np.integer, str)) or not hasattr(groups, '__iter__'):
+        raise TypeError(f"`groups` must be a list of group ids, e.g. [3], got {groups!r}.")
+    groups = list(groups)
+    bad = [g for g in groups if not (_whole(g) and 0 <= g < ds.n_groups)]
     if bad: raise ValueError(f"`groups` {bad} out of range: there are {ds.n_groups} groups ({ds.group_names}).")
     keep = ~torch.isin(ds.g, torch.as_tensor(list(groups), dtype=torch.long))
     return ds[keep]
@@ -434,8 +475,6 @@ def _subsample(n, max_items, seed):
 # %% ../nbs/00_data.ipynb #9d9de745
 _DTYPES = {'float32': torch.float32, 'uint8': torch.uint8}
 
-def _whole(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
 def _int(s) -> int|None:
     "`s` as an int, or None where it is not a whole number."
     try: return int(s)
@@ -447,8 +486,9 @@ def _dtype(dtype) -> torch.dtype:
     if isinstance(dtype, str) and dtype in _DTYPES: return _DTYPES[dtype]
     raise ValueError(f"`dtype` must be 'float32' (images in [0, 1]) or 'uint8' (0-255, a quarter of the memory), got {dtype!r}.")
 
-def _check_load_args(size, max_items, dtype, split=None, splits=(), drop=(), groups:Sequence[str]=()) -> torch.dtype:
+def _check_load_args(size, max_items, dtype, split=None, splits=(), drop=(), groups:Sequence[str]=(), seed=0) -> torch.dtype:
     "Check the loaders' common arguments before any file is read; returns the storage dtype."
+    if not (_whole(seed) and 0 <= seed < 2**32): raise ValueError(f"`seed` must be a whole number in [0, 2**32), got {seed!r}.")
     if split is not None and not (isinstance(split, str) and split in splits):
         raise ValueError(f"`split` must be one of {list(splits)}, got {split!r}.")
     if not _whole(size) or size < 8: raise ValueError(f"`size` must be a whole number >= 8 (the image side in pixels), got {size!r}.")
@@ -524,6 +564,12 @@ def _celeba_attrs(path:Path, target:str, spurious:str) -> list[tuple[str, bool, 
             raise ValueError(f"{path}, line {n}: expected -1 or 1 for {head[i]}, got {r[i + 1]!r}: {fix}.")
         out.append((r[0], int(r[ti]) > 0, int(r[si]) > 0))
     if not out: raise ValueError(f"{path} lists no images after its two header lines: {fix}.")
+    if int(lines[0]) != len(out):
+        raise ValueError(f"{path}: line 1 says {int(lines[0])} images but the file lists {len(out)}: {fix}.")
+    seen = set()
+    for r in out:
+        if r[0] in seen: raise ValueError(f"{path} lists the image {r[0]} twice: {fix}.")
+        seen.add(r[0])
     return out
 
 # %% ../nbs/00_data.ipynb #1848c9d5
@@ -554,7 +600,8 @@ def load_celeba(root, # the folder holding img_align_celeba/, list_attr_celeba.t
                ) -> GroupedImages:
     "CelebA from its standard folder, as `GroupedImages` (y = `target`, a = `spurious`); `drop` removes groups."
     cn, an = [f'not {target}', target], [f'not {spurious}', spurious]
-    dt = _check_load_args(size, max_items, dtype, split, CELEBA_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an])
+    if target == spurious: raise ValueError(f"`target` and `spurious` are both {target!r}: the spurious attribute must be another attribute than the label.")
+    dt = _check_load_args(size, max_items, dtype, split, CELEBA_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an], seed)
     root = _folder(root, 'CelebA folder', CELEBA_SOURCE, 'img_align_celeba/ and the two list_*.txt files')
     for f in CELEBA_FILES: _need(root/f, f"CelebA {f}", CELEBA_SOURCE)
     rows = _celeba_attrs(root/'list_attr_celeba.txt', target, spurious)
@@ -562,7 +609,14 @@ def load_celeba(root, # the folder holding img_align_celeba/, list_attr_celeba.t
     if not any(r[0] in part for r in rows):
         raise ValueError(f"none of the images in {root/'list_attr_celeba.txt'} is listed in {root/'list_eval_partition.txt'} "
                          "(the two files come from different copies of CelebA): download both again.")
-    rows = [r for r in rows if part.get(r[0]) == CELEBA_SPLITS[split]]
+    miss = [r[0] for r in rows if r[0] not in part]
+    if miss:
+        raise ValueError(f"{len(miss)} of the {len(rows)} images in list_attr_celeba.txt are not in {root/'list_eval_partition.txt'} "
+                         f"(e.g. {', '.join(miss[:3])}): the file is cut short; download it again (the Eval folder of {CELEBA_SITE}).")
+    rows = [r for r in rows if part[r[0]] == CELEBA_SPLITS[split]]
+    if not rows:
+        raise ValueError(f"list_eval_partition.txt puts no image in the {split!r} split (partition {CELEBA_SPLITS[split]}): "
+                         f"the file is damaged; download it again (the Eval folder of {CELEBA_SITE}).")
     rows = [rows[i] for i in _subsample(len(rows), max_items, seed)]
     img = root/'img_align_celeba'; files = [img/r[0] for r in rows]
     deep = f" (the images sit one folder too deep, in {img/'img_align_celeba'}: move them up)" if (img/'img_align_celeba').is_dir() else ''
@@ -604,10 +658,15 @@ def load_waterbirds(root, # the folder holding metadata.csv and the images it na
                    ) -> GroupedImages:
     "Waterbirds from a folder with `metadata.csv` (y: landbird/waterbird, a: land/water background)."
     cn, an = ['landbird', 'waterbird'], ['land', 'water']
-    dt = _check_load_args(size, max_items, dtype, split, WATERBIRDS_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an])
+    dt = _check_load_args(size, max_items, dtype, split, WATERBIRDS_SPLITS, drop, [f"{c}·{a}" for c in cn for a in an], seed)
     root = _folder(root, 'Waterbirds folder', WATERBIRDS_SOURCE, 'metadata.csv and the bird images')
     _need(root/'metadata.csv', 'Waterbirds metadata.csv', WATERBIRDS_SOURCE)
-    rows = [r for r in _waterbirds_rows(root/'metadata.csv') if r['split'] == WATERBIRDS_SPLITS[split]]
+    rows = _waterbirds_rows(root/'metadata.csv')
+    out = [r['img_filename'] for r in rows if Path(r['img_filename']).is_absolute() or '..' in Path(r['img_filename']).parts]
+    if out: raise ValueError(f"{root/'metadata.csv'} names image(s) outside {root} (e.g. {out[0]}): `img_filename` must be a path "
+                             "relative to the folder; repair metadata.csv or download Waterbirds again.")
+    rows = [r for r in rows if r['split'] == WATERBIRDS_SPLITS[split]]
+    if not rows: raise ValueError(f"{root/'metadata.csv'} has no image in the {split!r} split (split = {WATERBIRDS_SPLITS[split]}); repair it or download Waterbirds again.")
     rows = [rows[i] for i in _subsample(len(rows), max_items, seed)]
     files = [root/r['img_filename'] for r in rows]
     _check_files(files, 'images named in metadata.csv', f"check the folder {root}; unpack the Waterbirds archive into it again.")
@@ -640,7 +699,12 @@ def _image_files(folder:Path) -> list[Path]:
 
 def _attrs_of(ds:GroupedImages, attr_fn:Callable, bs:int=256) -> torch.Tensor:
     "`attr_fn` applied batch by batch to float images in [0, 1], checked to give `(N,)` whole numbers >= 0."
-    parts = [torch.as_tensor(attr_fn(ds.take(slice(s, s + bs)))).detach().cpu().reshape(-1) for s in range(0, len(ds), bs)]
+    parts = []
+    for s in range(0, len(ds), bs):
+        try: parts.append(torch.as_tensor(attr_fn(ds.take(slice(s, s + bs)))).detach().cpu().reshape(-1))
+        except Exception as e:
+            raise RuntimeError(f"`attr_fn` failed on images {s}-{min(s + bs, len(ds)) - 1} (float (B, 3, H, W) in [0, 1]): "
+                               f"{type(e).__name__}: {e}") from e
     a = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
     if a.dtype == torch.bool: a = a.long()
     got = f"{len(a)} values" + (f" in [{a.min().item()}, {a.max().item()}]" if len(a) else '')
@@ -658,11 +722,13 @@ def load_image_folder(root, # folder with one subfolder of images per class: roo
                       attr_fn:Callable|None=None, # float images (B, 3, size, size) -> (B,) attribute ids; None: unknown
                      ) -> GroupedImages:
     "Your own images, one subfolder per class (torchvision's ImageFolder layout), as `GroupedImages` with y = class index."
-    dt = _check_load_args(size, max_items, dtype)
+    dt = _check_load_args(size, max_items, dtype, seed=seed)
     if attr_fn is not None and not callable(attr_fn):
         raise TypeError(f"`attr_fn` must be a function images -> attribute ids (or None), got {type(attr_fn).__name__}.")
     root = _folder(root, 'image folder', 'Pass a folder with one subfolder of images per class.', 'one subfolder of images per class')
     names = _class_folders(root, classes)
+    if len(names) < 2:
+        raise ValueError(f"{root} has one class ({names[0]!r}): a classifier needs at least two class subfolders, {root}/<class name>/.")
     files, y = [], []
     for k, c in enumerate(names):
         fs = _image_files(root/c)

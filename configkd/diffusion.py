@@ -15,21 +15,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split, digits_attr_reader
-from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba, logits_of,
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split, digits_attr_reader, check_fields, _whole
+from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba, logits_of, check_finite_logits, check_model,
                              cache_dir, config_key, cached_model, _atomic_dir, check_model_dir, n_params, atomic_torch_save,
                              atomic_write, get_teacher, get_erm_student, load_model, fixed_threads, key_lock, assets_dir)
 
 # %% auto #0
-__all__ = ['DIFFUSION_CACHE_VERSION', 'PREDICTION_TYPES', 'DiffusionConfig', 'check_fits', 'make_unet', 'make_scheduler',
-           'to_unit', 'from_unit', 'diffusion_data', 'train_diffusion', 'diffusion_key', 'save_diffusion',
-           'load_diffusion', 'committed_diffusion_path', 'get_diffusion', 'train_diffusion_cli', 'config_objective',
-           'frozen', 'latent_opt', 'ddim_scheduler', 'x0_from_eps', 'eps_and_x0', 'ddim_step', 'resize_images',
-           'PixelDenoiser', 'image_seed', 'GuideConfig', 'guided_sample', 'reconstruct', 'purify',
+__all__ = ['BETA_SCHEDULES', 'DIFFUSION_CACHE_VERSION', 'PREDICTION_TYPES', 'DiffusionConfig', 'check_fits', 'make_unet',
+           'make_scheduler', 'to_unit', 'from_unit', 'diffusion_data', 'train_diffusion', 'diffusion_key',
+           'save_diffusion', 'load_diffusion', 'committed_diffusion_path', 'get_diffusion', 'train_diffusion_cli',
+           'config_objective', 'frozen', 'latent_opt', 'ddim_scheduler', 'x0_from_eps', 'eps_and_x0', 'ddim_step',
+           'resize_images', 'PixelDenoiser', 'image_seed', 'GuideConfig', 'guided_sample', 'reconstruct', 'purify',
            'train_digit_checker', 'get_digit_checker', 'sample_fidelity', 'select_sources', 'missing_groups',
-           'read_attrs', 'config_round', 'round_summary']
+           'read_attrs', 'source_ids', 'config_round', 'round_summary']
 
 # %% ../nbs/04_guided_diffusion.ipynb #fb8dffd3
+BETA_SCHEDULES = ('linear', 'scaled_linear', 'squaredcos_cap_v2')   # the DDPM schedules diffusers implements
+
 @dataclass
 class DiffusionConfig:
     "How the class-conditional pixel diffusion model is built and trained."
@@ -51,7 +53,17 @@ class DiffusionConfig:
     seed:int = 0                     # initialisation, batching and noise seed
 
     def __post_init__(self):
+        check_fields(self)
         self.channels = tuple(self.channels)
+        if not (self.channels and all(_whole(c) and c >= 1 for c in self.channels)):
+            raise ValueError(f"`channels` must be one or more whole numbers >= 1 (a UNet width per level), got {self.channels}.")
+        if not self.layers_per_block >= 1: raise ValueError(f"`layers_per_block` must be >= 1, got {self.layers_per_block}.")
+        if not (self.norm_groups >= 1 and all(c % self.norm_groups == 0 for c in self.channels)):
+            raise ValueError(f"`norm_groups` must be >= 1 and divide every width in `channels` {self.channels}, got {self.norm_groups}.")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}.")
+        if not self.warmup >= 0: raise ValueError(f"`warmup` must be a whole number >= 0, got {self.warmup}.")
+        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
         if not 0 <= self.cond_drop < 1: raise ValueError(f"`cond_drop` must lie in [0, 1), got {self.cond_drop}.")
         for k in ('steps', 'bs', 'size', 'in_ch', 'n_classes', 'timesteps', 'pool_renders'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(self, k)}.")
@@ -127,6 +139,7 @@ def _diffusion_state(cfg:DiffusionConfig, device, ckpt):
     st = dict(model=model, ema=ema, opt=opt, lr=get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps),
               gen=torch.Generator().manual_seed(cfg.seed), step=0, hist=[], run=0.0)
     if ckpt is None or not Path(ckpt).exists(): return st
+    if Path(ckpt).is_dir(): raise IsADirectoryError(f"`ckpt` {ckpt} is a folder: give a file name for the training state, e.g. {Path(ckpt)/'diffusion_state.pt'}.")
     try: saved = torch.load(ckpt, map_location='cpu', weights_only=False)
     except Exception as e:
         raise ValueError(f"training state {ckpt} is corrupt or truncated ({type(e).__name__}); delete it to restart "
@@ -164,7 +177,9 @@ def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=No
     ds = ds if ds is not None else diffusion_data(cfg, data_cfg)
     if len(ds) == 0: raise ValueError("`ds` is empty: nothing to train on.")
     check_fits(cfg, ds)
-    if ckpt_every < 1 or log_every < 1: raise ValueError(f"`ckpt_every` and `log_every` must be >= 1, got {ckpt_every}, {log_every}.")
+    if ckpt is not None and Path(ckpt).is_dir():
+        raise IsADirectoryError(f"`ckpt` {ckpt} is a folder: give a file name for the training state, e.g. {Path(ckpt)/'diffusion_state.pt'}.")
+    if not (_whole(ckpt_every) and _whole(log_every)) or ckpt_every < 1 or log_every < 1: raise ValueError(f"`ckpt_every` and `log_every` must be >= 1, got {ckpt_every}, {log_every}.")
     device = pick_device(device)
     st = _diffusion_state(cfg, device, ckpt)
     abar = make_scheduler(cfg).alphas_cumprod.to(device)                 # (T,)
@@ -217,7 +232,12 @@ def load_diffusion(path, device=None):
         unet = UNet2DModel.from_pretrained(path)
     except Exception as e:
         raise ValueError(f"diffusion model files in {path} are corrupt ({type(e).__name__}: {e}); delete the folder and retrain.") from e
-    cfg = DiffusionConfig(**meta['diffusion'])
+    if not (isinstance(meta, dict) and isinstance(meta.get('diffusion'), dict)):
+        raise ValueError(f"{path/'configkd.json'} holds no 'diffusion' settings: the folder was not written by `save_diffusion` "
+                         "(or the file was edited); save the model again with `save_diffusion`.")
+    try: cfg = DiffusionConfig(**meta['diffusion'])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path/'configkd.json'} holds settings this configkd cannot read ({e}); retrain or save the model again.") from None
     return unet.eval().requires_grad_(False).to(pick_device(device) if device is not None else 'cpu'), cfg, meta
 
 def committed_diffusion_path(key:str|None=None) -> Path|None:
@@ -295,7 +315,9 @@ def config_objective(p_T:torch.Tensor, # (B,) teacher probability of the target 
     "The ConfiG objective `w_T p_T^gamma + w_S (1 - p_S)^gamma`, per sample `(B,)` (to maximise)."
     if not gamma > 0: raise ValueError(f"`gamma` must be > 0, got {gamma}.")
     if w_T < 0 or w_S < 0 or w_T + w_S == 0: raise ValueError(f"`w_T` and `w_S` must be >= 0 and not both 0, got {w_T}, {w_S}.")
-    for v, name in ((p_T, 'p_T'), (p_S, 'p_S')):
+    for v, name, who in ((p_T, 'p_T', 'teacher'), (p_S, 'p_S', 'student')):
+        if v.numel() and not torch.isfinite(v).all():
+            raise ValueError(f"`{name}` holds NaN: the {who} returned NaN logits (NaN weights? a training that diverged?).")
         if v.numel() and (v.min() < 0 or v.max() > 1): raise ValueError(f"`{name}` must be probabilities in [0, 1].")
     return w_T * p_T ** gamma + w_S * (1 - p_S) ** gamma
 
@@ -316,8 +338,10 @@ def _probs_of(model:nn.Module, img:torch.Tensor, target:torch.Tensor) -> torch.T
     return logits_of(model(img)).float().softmax(-1).gather(1, target[:, None]).squeeze(1)     # (B,)
 
 def _check_pair(teacher, student, img, target):
-    "Teacher and student must output the same number of classes, and the targets must be among them."
-    kT, kS = logits_of(teacher(img[:1])).shape[-1], logits_of(student(img[:1])).shape[-1]
+    "Teacher and student must output finite logits for the same number of classes, and the targets must be among them."
+    lT, lS = logits_of(check_model(teacher, 'teacher')(img[:1])), logits_of(check_model(student, 'student')(img[:1]))
+    check_finite_logits(lT, 'teacher'); check_finite_logits(lS, 'student')
+    kT, kS = lT.shape[-1], lS.shape[-1]
     if kT != kS: raise ValueError(f"teacher and student disagree on the number of classes: teacher gives {kT}, student {kS}.")
     if len(target) and (target.min() < 0 or target.max() >= kT):
         raise ValueError(f"`target` class ids must lie in [0, {kT}), got [{target.min().item()}, {target.max().item()}].")
@@ -481,6 +505,7 @@ class GuideConfig:
     autocast:str|None = None  # 'bf16' or 'fp16' autocast on CUDA, None for float32
 
     def __post_init__(self):
+        check_fields(self)
         num = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
         if not (num(self.strength) and 0 < self.strength <= 1): raise ValueError(f"`strength` must lie in (0, 1], got {self.strength}.")
         if not (num(self.scale) and self.scale >= 0): raise ValueError(f"`scale` must be a finite number >= 0, got {self.scale}.")
@@ -663,6 +688,19 @@ def read_attrs(attr_fn:Callable|None, x:torch.Tensor) -> torch.Tensor:
     return a
 
 # %% ../nbs/04_guided_diffusion.ipynb #0fa1252g
+def source_ids(idx, n:int, name:str='idx') -> torch.Tensor:
+    "`idx` as `(k,)` long indices into a set of `n` images: whole numbers in [0, n) (or a boolean mask of length n)."
+    t = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx).reshape(-1)
+    if t.dtype == torch.bool:
+        if len(t) != n: raise ValueError(f"`{name}` is a mask of {len(t)} entries for {n} images; give one per image.")
+        return t.nonzero().squeeze(1)
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"`{name}` must hold whole-number indices into the {n} images, got {t.dtype} values (e.g. {t[0].item() if len(t) else ''}).")
+    t = t.long()
+    if len(t) and (t.min() < 0 or t.max() >= n):
+        raise IndexError(f"`{name}` holds {t.min().item() if t.min() < 0 else t.max().item()}, outside [0, {n}): it must index the {n} images.")
+    return t
+
 def config_round(den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, idx, cfg:GuideConfig|None=None,
                  run_seed:int=0, round:int=0, start:str='img2img',
                  purify_strength:float|None=None,  # e.g. 0.3: a short unguided re-noise of each result before scoring
@@ -673,7 +711,7 @@ def config_round(den, teacher:nn.Module, student:nn.Module, ds:GroupedImages, id
     import pandas as pd
     g = cfg or GuideConfig()
     if start not in ('img2img', 'noise'): raise ValueError(f"`start` must be 'img2img' or 'noise', got {start!r}.")
-    idx = torch.as_tensor(idx).long().reshape(-1)
+    idx = source_ids(idx, len(ds))
     for m in (teacher, student, checker):                    # every model where the generator is
         if m is not None: m.to(den.device)
     src_ds = ds[idx]

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images, digits_attr_reader
+from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images, digits_attr_reader, check_fields
 from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher, logits_of,
                              TrainConfig, n_params, atomic_torch_save, cache_dir, config_key, fixed_threads, key_lock,
-                             model_identity)
+                             model_identity, check_model)
 from .errors import group_metrics, evaluate
 from .diffusion import (PixelDenoiser, GuideConfig, get_diffusion, config_round, reconstruct, image_seed,
                                 select_sources, round_summary, read_attrs)
@@ -28,8 +28,8 @@ from .diffusion import (PixelDenoiser, GuideConfig, get_diffusion, config_round,
 # %% auto #0
 __all__ = ['METHODS', 'PRESETS', 'DISTILL_CACHE_VERSION', 'BENCH_POOL_SKEW', 'kd_loss', 'DistillConfig', 'config_augmenter',
            'oracle_augmenter', 'cutmix', 'cosine_lr', 'real_reconstructions', 'balanced_sources', 'Distiller',
-           'run_method', 'final_metrics', 'distill_preset', 'fingerprint', 'fingerprint_data', 'cached_reconstructions',
-           'run_key', 'cached_run_method', 'plot_methods', 'plot_rounds', 'plot_pool_groups']
+           'data_id', 'run_method', 'final_metrics', 'distill_preset', 'fingerprint', 'fingerprint_data',
+           'cached_reconstructions', 'run_key', 'cached_run_method', 'plot_methods', 'plot_rounds', 'plot_pool_groups']
 
 # %% ../nbs/05_distill.ipynb #c19ddca5
 def kd_loss(student_logits:torch.Tensor,  # (B, K)
@@ -72,6 +72,7 @@ class DistillConfig:
     seed:int = 0             # initialisation, batching and generation seed
 
     def __post_init__(self):
+        check_fields(self)
         fin = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
         if not (isinstance(self.epochs, int) and self.epochs >= 1): raise ValueError(f"`epochs` must be a whole number >= 1, got {self.epochs}.")
         if not (isinstance(self.bs, int) and self.bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {self.bs}.")
@@ -90,7 +91,7 @@ class DistillConfig:
         if self.epoch_size is not None and not (fin(self.epoch_size) and self.epoch_size > 0):
             raise ValueError(f"`epoch_size` must be a finite number > 0 or None, got {self.epoch_size}.")
         if not (fin(self.purify) and 0 <= self.purify <= 1): raise ValueError(f"`purify` must lie in [0, 1], got {self.purify}.")
-        if not 0 <= self.seed < 2**63: raise ValueError(f"`seed` must lie in [0, 2**63), got {self.seed}.")
+        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
 
     def round_epochs(self) -> list[int]: return [self.period * (r + 1) for r in range(self.rounds)]
 
@@ -198,7 +199,11 @@ class Distiller:
                  transform:Callable|None=None,        # transform(x, gen) -> x: train-time augmentation; teacher logits follow it
                  select_on:GroupedImages|None=None,   # labelled split with groups: keep the epoch with its best WGA
                  attr_fn:Callable|None=None):         # attribute reader for records and pool counts (analysis only)
+        check_model(teacher, 'teacher')
+        if not isinstance(train, GroupedImages): raise TypeError(f"`train` must be a GroupedImages, got {type(train).__name__}.")
         if len(train) == 0: raise ValueError("`train` is empty: nothing to distil.")
+        if cfg is not None and not isinstance(cfg, DistillConfig): raise TypeError(f"`cfg` must be a DistillConfig, got {type(cfg).__name__}.")
+        if augment is not None and not callable(augment): raise TypeError(f"`augment` must be a function or None, got {type(augment).__name__}.")
         self.train, self.cfg, self.augment, self.den = train, cfg or DistillConfig(), augment, den
         self.recon_images, self.acc, self.attr_fn = recon_images, accelerator, attr_fn
         self.val, self.test, self.make_model, self.progress = val, test, make_model, progress
@@ -385,12 +390,19 @@ def _round(self:Distiller, st, r:int):
 # %% ../nbs/05_distill.ipynb #1af8dac2
 _SET = ('data', 'y', 'a', 'cls', 'src')
 
+def data_id(ds:GroupedImages) -> str:
+    "A short fingerprint of a training set (size, shape, labels, attributes, sources, 64 evenly spaced images): a resumed run must see the same data."
+    h = hashlib.sha256(json.dumps([len(ds), list(ds.shape), str(ds.data.dtype), ds.meta()]).encode())
+    for t in (ds.y, ds.a, ds.cls, ds.src, ds.data[torch.linspace(0, len(ds) - 1, min(64, len(ds))).long()] if len(ds) else ds.data):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
 @patch
 def _save(self:Distiller, st):
     if self.ckpt is None: return
     if self.acc is not None and not self.acc.is_main_process: return self.acc.wait_for_everyone()
     pack = lambda ds: None if ds is None else {k: getattr(ds, k) for k in _SET}
-    atomic_torch_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
+    atomic_torch_save({'epoch': st['epoch'], 'cfg': asdict(self.cfg), 'train': data_id(self.train), 'student': st['student'].state_dict(), 'opt': st['opt'].state_dict(),
                        'real': pack(st['real']), 'real_logits': st['real_logits'], 'pool': pack(st['pool']), 'pool_logits': st['pool_logits'],
                        'history': st['history'], 'rounds': st['rounds'], 'best': st['best'], 'rng': torch.get_rng_state()}, self.ckpt)
     if self.acc is not None: self.acc.wait_for_everyone()
@@ -403,7 +415,14 @@ def _load(self:Distiller):
                          "(the finished epochs are lost).") from e
     if d.get('cfg') != asdict(self.cfg):
         raise ValueError(f"checkpoint {self.ckpt} was written with another DistillConfig; use another `ckpt` path or delete it.")
-    student = self._new_student(); student.load_state_dict(d['student'])
+    if d.get('train', data_id(self.train)) != data_id(self.train):
+        raise ValueError(f"checkpoint {self.ckpt} was written for other training data (another `train` set); use another "
+                         "`ckpt` path or delete it.")
+    student = self._new_student()
+    try: student.load_state_dict(d['student'])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {self.ckpt} holds another student than `make_model` builds ({str(e).splitlines()[0]}); "
+                         "use another `ckpt` path or delete it.") from None
     opt = self.make_opt(student.parameters(), self.cfg); opt.load_state_dict(d['opt'])
     mk = lambda p: None if p is None else GroupedImages(p['data'], p['y'], p['a'], p['cls'], p['src'], **self.train.meta())
     torch.set_rng_state(d['rng'])
@@ -451,6 +470,9 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
                make_model:Callable=make_student, attr_fn:Callable|None=None, **kw) -> Distiller:   # kw: make_opt, lr_at, transform, select_on
     "Distil a fresh student with `method` (one of `METHODS`); returns the finished `Distiller`."
     if method not in METHODS: raise ValueError(f"unknown `method` {method!r}; choose from {list(METHODS)}.")
+    if not (isinstance(data, dict) and isinstance(data.get('train'), GroupedImages)):
+        raise TypeError("`data` must be a dict of splits, {'train': GroupedImages, 'val': ..., 'test': ...} (as `spurious_digits` "
+                        f"returns), with at least 'train'; got {type(data).__name__}" + (f" with keys {list(data)}" if isinstance(data, dict) else '') + '.')
     cfg, guide, data_cfg = cfg or DistillConfig(), guide or GuideConfig(), data_cfg or DigitsConfig()
     if method in ('kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle_unguided') and den is None:
         raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser or LatentDenoiser).")

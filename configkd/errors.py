@@ -63,6 +63,8 @@ def group_metrics(y_true, y_pred, groups, n_groups:int|None=None,
     if not (len(y_true) == len(y_pred) == len(groups)):
         raise ValueError(f"`y_true`, `y_pred` and `groups` must have the same length, got {len(y_true)}, {len(y_pred)}, {len(groups)}.")
     if len(groups) and groups.min() < 0: raise ValueError(f"`groups` must be >= 0, got {groups.min().item()}.")
+    for v, name in ((y_true, 'y_true'), (y_pred, 'y_pred')):
+        if len(v) and v.min() < 0: raise ValueError(f"`{name}` must hold class ids >= 0, got {v.min().item()}.")
     n_groups = n_groups if n_groups is not None else (int(groups.max()) + 1 if len(groups) else 0)
     if len(groups) and groups.max() >= n_groups:
         raise ValueError(f"`groups` holds id {groups.max().item()} but `n_groups` is {n_groups}.")
@@ -92,7 +94,11 @@ def group_metrics(y_true, y_pred, groups, n_groups:int|None=None,
 # %% ../nbs/02_error_decomposition.ipynb #296f7fda
 def evaluate(model, ds:GroupedImages, train_group_counts=None) -> GroupReport:
     "Group report of `model` on `ds`."
-    pred = predict(model, ds).argmax(-1)
+    logits = predict(model, ds)
+    if logits.shape[1] != ds.n_classes:
+        raise ValueError(f"`model` gives {logits.shape[1]} logits per image but `ds` has {ds.n_classes} classes: evaluate a model "
+                         f"built for these {ds.n_classes} classes.")
+    pred = logits.argmax(-1)
     return group_metrics(ds.y, pred, ds.g, ds.n_groups, train_group_counts, ds.group_names)
 
 # %% ../nbs/02_error_decomposition.ipynb #8039f10d
@@ -155,6 +161,8 @@ def decompose(student, teacher, train:GroupedImages, test:GroupedImages) -> Deco
     "Proposition 1 (our reading): split the student's Δ into the shift term Ω and the teacher term Ψ."
     s_tr, s_te = predict(student, train), predict(student, test)
     t_tr = predict(teacher, train).softmax(-1)
+    for m, k in (('student', s_tr.shape[1]), ('teacher', t_tr.shape[1])):
+        if k != train.n_classes: raise ValueError(f"the {m} gives {k} logits per image but the data have {train.n_classes} classes.")
     if s_tr.shape[1] != t_tr.shape[1]:
         raise ValueError(f"student has {s_tr.shape[1]} classes but teacher has {t_tr.shape[1]}; they must match.")
     R_D_train = soft_ce(s_tr, t_tr).mean().item()

@@ -15,17 +15,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, check_fields, _whole
 
 # %% auto #0
 __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
            'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
            'make_teacher', 'n_params', 'BasicBlock', 'ResNet18', 'resnet18', 'TrainConfig', 'logits_of', 'build_model',
-           'model_device', 'fit', 'predict', 'predict_proba', 'group_accuracy', 'check_model_dir', 'atomic_write',
-           'remove_stale_tmp', 'atomic_torch_save', 'factory_name', 'save_model', 'load_model', 'cache_dir',
-           'config_key', 'key_lock', 'model_identity', 'assets_dir', 'committed_model_path', 'cached_model',
-           'train_teacher', 'get_teacher', 'train_erm_student', 'get_erm_student', 'cli_errors', 'check_seed',
-           'clip_resize', 'CLIPTeacher', 'tiny_clip']
+           'check_model', 'forward_logits', 'check_finite_logits', 'model_device', 'fit', 'predict', 'predict_proba',
+           'group_accuracy', 'check_model_dir', 'atomic_write', 'remove_stale_tmp', 'atomic_torch_save', 'factory_name',
+           'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir',
+           'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student',
+           'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -143,10 +143,11 @@ class TrainConfig:
     seed:int = 0          # shuffling and initialisation seed
 
     def __post_init__(self):
+        check_fields(self)
         if self.epochs < 1 or self.bs < 1: raise ValueError(f"`epochs` and `bs` must be >= 1, got {self.epochs}, {self.bs}.")
         if not (math.isfinite(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
         if not (math.isfinite(self.wd) and self.wd >= 0): raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
-        if not 0 <= self.seed < 2**63: raise ValueError(f"`seed` must lie in [0, 2**63), got {self.seed}.")
+        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
 
     @classmethod
     def tiny(cls, **kw): return cls(**{'epochs': 15, **kw})
@@ -171,6 +172,34 @@ def build_model(make_model:Callable, n_classes:int) -> nn.Module:
     if not isinstance(m, nn.Module): raise TypeError(f"`make_model` returned a {type(m).__name__}, not an nn.Module.")
     return m
 
+def check_model(model, name:str='model') -> nn.Module:
+    "`model` if it is a torch module; a clear error naming `name` otherwise."
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`{name}` must be a torch.nn.Module mapping images (B, C, H, W) in [0, 1] to logits, got {type(model).__name__}; "
+                        "wrap a function in an nn.Module whose forward calls it.")
+    return model
+
+def forward_logits(model:nn.Module, x:torch.Tensor, name:str='model', n_classes:int|None=None) -> torch.Tensor:
+    "`model(x)` as logits; a failing call or a wrong number of classes names the model, the batch shape and the likely fix."
+    try: out = logits_of(model(x))
+    except torch.OutOfMemoryError: raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise type(e)(f"`{name}` failed on a batch of images of shape {tuple(x.shape)} ({x.dtype}, {x.device}): {e}\n"
+                      f"Check that it takes {x.shape[1]}-channel {x.shape[2]}×{x.shape[3]} images (resize the data, or "
+                      "build the model for this size and channel count).") from e
+    if n_classes is not None and out.shape[1] != n_classes:
+        raise ValueError(f"`{name}` gives {out.shape[1]} logits per image but the data have {n_classes} classes: build the "
+                         f"model with n_classes={n_classes}.")
+    return out
+
+def check_finite_logits(logits:torch.Tensor, name:str='model'):
+    "Refuse NaN or infinite logits (NaN weights, a training that diverged), naming the model."
+    bad = ~torch.isfinite(logits).all(-1)
+    if bad.any():
+        raise ValueError(f"`{name}` returned NaN or infinite logits for {int(bad.sum())} of {len(logits)} images (e.g. image "
+                         f"{int(bad.nonzero()[0])}): its weights are probably NaN (a training that diverged); retrain or reload it.")
+    return logits
+
 def model_device(model:nn.Module) -> torch.device:
     "Where `model` lives: the device of its first parameter or buffer (the CPU for a module with neither)."
     for t in itertools.chain(model.parameters(), model.buffers()): return t.device
@@ -183,7 +212,10 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
         device=None, progress:bool=True, desc:str='fit') -> list[dict]:
     "Train `model` on `ds`; returns the history, one dict per epoch."
     cfg = cfg or TrainConfig()
+    check_model(model)
+    if not isinstance(ds, GroupedImages): raise TypeError(f"`ds` must be a GroupedImages, got {type(ds).__name__}.")
     if len(ds) == 0: raise ValueError("`ds` is empty: nothing to train on.")
+    if not isinstance(cfg, TrainConfig): raise TypeError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}.")
     device = pick_device(device)
     model.to(device)
     loss_fn = loss_fn or (lambda logits, y, idx: F.cross_entropy(logits, y))
@@ -196,7 +228,7 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
         model.train(); tot, n = 0.0, 0
         for x, y, g, idx in ds.batches(cfg.bs, shuffle=True, seed=cfg.seed * 10_000 + ep):
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(logits_of(model(x)), y, idx)
+            loss = loss_fn(forward_logits(model, x, n_classes=ds.n_classes), y, idx)
             if not torch.isfinite(loss): raise FloatingPointError(f"the loss became {loss.item()} in epoch {ep + 1}: lower `lr`.")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             tot += loss.item() * len(x); n += len(x)
@@ -211,13 +243,17 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
 def predict(model:nn.Module, x:torch.Tensor|GroupedImages, bs:int=512,
             device=None) -> torch.Tensor:   # default: where the model is; given: the model is moved there
     "Logits `(N, n_classes)` of `model` on images `x` (or a `GroupedImages`), in eval mode, returned on the CPU."
+    check_model(model)
+    if not (_whole(bs) and bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {bs!r}.")
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float64: x = x.float()
     get = x.take if isinstance(x, GroupedImages) else check_images(x, 'x').__getitem__   # uint8 sets: converted per batch
     if device is not None: device = pick_device(device); model.to(device)
     else: device = model_device(model)
     was = model.training; model.eval()
-    try: out = [logits_of(model(get(slice(i, i + bs)).to(device))).float().cpu() for i in range(0, len(x), bs)]
+    try: out = [forward_logits(model, get(slice(i, i + bs)).to(device)).float().cpu() for i in range(0, len(x), bs)]
     finally: model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, getattr(model, 'n_classes', 0))
+    out = torch.cat(out) if out else torch.zeros(0, getattr(model, 'n_classes', 0))
+    return check_finite_logits(out)
 
 def predict_proba(model, x, bs:int=512, device=None) -> torch.Tensor:
     "Softmax probabilities `(N, n_classes)`."
@@ -310,8 +346,12 @@ def factory_name(make_model) -> str|None:
 def _import_factory(name:str):
     import importlib
     mod, qn = name.split(':')
-    obj = importlib.import_module(mod)
-    for part in qn.split('.'): obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(mod)
+        for part in qn.split('.'): obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"the model was saved with the factory {name}, which cannot be imported now ({type(e).__name__}: {e}); "
+                         "pass `make_model`, the function that builds it.") from None
     return obj
 
 def save_model(model:nn.Module, path, extra:dict|None=None,

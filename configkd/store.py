@@ -16,11 +16,11 @@ from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true
 from fastcore.basics import patch
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, digits_attr_reader
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, digits_attr_reader, _whole
 from .models import (pick_device, TrainConfig, get_teacher, get_erm_student, load_model, atomic_write, cli_errors,
                              remove_stale_tmp,
                              check_seed, THREADS_ENV, config_key, logits_of)
-from .diffusion import (GuideConfig, PixelDenoiser, config_round, round_summary, select_sources, load_diffusion,
+from .diffusion import (GuideConfig, PixelDenoiser, config_round, source_ids, round_summary, select_sources, load_diffusion,
                                 committed_diffusion_path, _sampler_schedule, _check_pair)
 
 # %% auto #0
@@ -106,6 +106,9 @@ def read(self:GenStore, name:str):
     "`(images, rows)` of one shard; a clear error if the file is corrupt or belongs elsewhere."
     from safetensors import safe_open
     p = self.path(name)
+    if not p.is_file():
+        raise FileNotFoundError(f"the store {self.root} has no shard {name!r} ({p} not found); its shards are {self.names()[:5]}"
+                                + (' ...' if len(self.names()) > 5 else '') + '.')
     try:
         with safe_open(str(p), 'pt') as f:
             md = f.metadata(); rows = json.loads(md['rows']); x = f.get_tensor('images')
@@ -142,6 +145,11 @@ def load(self:GenStore, kept_only:bool=True, n_classes:int=2, n_attrs:int=2, **m
     for n in self.names():
         x, r = self.read(n); xs.append(x); rows += r
     if not rows: return None
+    need = ('y', 'a_after', 'cls', 'src', 'kept')
+    bad = next((k for k in need for r in rows if k not in r), None)
+    if bad is not None:
+        raise ValueError(f"the manifest rows of {self.root} lack {bad!r}: every row needs {list(need)} (rows written by "
+                         "`generate_to_store` / `config_round` have them); give those fields to `write`.")
     keep = torch.tensor([bool(r['kept']) for r in rows]) if kept_only else torch.ones(len(rows), dtype=torch.bool)
     col = lambda k: torch.tensor([int(r[k]) for r in rows])
     ds = GroupedImages(torch.cat(xs), col('y'), col('a_after'), col('cls'), col('src'), n_classes=n_classes, n_attrs=n_attrs, **meta)
@@ -153,8 +161,8 @@ def generate_to_store(store:GenStore, den, teacher, student, ds:GroupedImages, i
                       **round_kw):               # passed to `config_round` (start, purify_strength, checker, attr_fn)
     "Run `config_round` over `ds[idx]` shard by shard into `store`, skipping finished shards; returns the round's manifest."
     if not 0 <= rank < world: raise ValueError(f"`rank` must lie in [0, world={world}), got {rank}.")
-    if shard_size < 1: raise ValueError(f"`shard_size` must be >= 1, got {shard_size}.")
-    idx = torch.as_tensor(idx).long().reshape(-1)
+    if not (_whole(shard_size) and shard_size >= 1): raise ValueError(f"`shard_size` must be a whole number >= 1, got {shard_size!r}.")
+    idx = source_ids(idx, len(ds))
     starts = list(range(0, len(idx), shard_size))
     names = [f'r{round:03d}-{k:05d}' for k in range(len(starts))]
     mine = [k for k in range(rank, len(starts), world) if not store.done(names[k])]

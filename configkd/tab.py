@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_fields, _whole
 from .models import pick_device, seed_everything, make_student, predict, fixed_threads, logits_of, build_model
 from .errors import GroupReport, evaluate
 from .distill import kd_loss, DistillConfig, Distiller, run_method
@@ -54,7 +54,12 @@ class TabConfig:
     n_per_epoch:int|None = None  # images per epoch (uniform: cycling through shuffles; TAB: drawn by the sampler); None: len(ds)
 
     def __post_init__(self):
+        check_fields(self)
         if self.epochs < 1 or self.helper_epochs < 1: raise ValueError("`epochs` and `helper_epochs` must be >= 1.")
+        if not self.lr > 0: raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
+        if not self.wd >= 0: raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
+        if self.n_init < 1: raise ValueError(f"`n_init` must be >= 1 k-means restart, got {self.n_init}.")
+        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
         if self.bs < 1: raise ValueError(f"`bs` must be >= 1, got {self.bs}.")
         if self.n_per_epoch is not None and self.n_per_epoch < 1: raise ValueError(f"`n_per_epoch` must be >= 1 or None, got {self.n_per_epoch}.")
         if self.k < 2: raise ValueError(f"`k` must be >= 2 clusters per class, got {self.k}.")
@@ -96,9 +101,13 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
     "Distil a fresh student from `teacher_logits` on `ds`, drawing each epoch's samples from `sampler`."
     cfg = cfg or TabConfig()
     epochs = cfg.epochs if epochs is None else epochs
+    if not (_whole(epochs) and epochs >= 1): raise ValueError(f"`epochs` must be a whole number >= 1 (or None: `cfg.epochs`), got {epochs!r}.")
     n = len(ds)
     if n == 0: raise ValueError("`ds` is empty: nothing to distil.")
     tl = torch.as_tensor(teacher_logits).float().cpu()
+    bad = ~torch.isfinite(tl).all(-1)
+    if bad.any(): raise ValueError(f"`teacher_logits` holds NaN or inf for {int(bad.sum())} of {n} images (e.g. row {int(bad.nonzero()[0])}): "
+                                   "the teacher's predictions are broken; recompute them with a working teacher.")
     if tl.shape != (n, ds.n_classes):
         raise ValueError(f"`teacher_logits` must be (N, K) = ({n}, {ds.n_classes}) to match `ds`, got {tuple(tl.shape)}.")
     if sampler is not None and not callable(sampler) and len(sampler) < epochs:
