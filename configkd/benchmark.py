@@ -68,7 +68,7 @@ class BenchConfig:
         if bad: raise ValueError(f"unknown method(s) {bad} in `methods`; choose from {list(BENCH_METHODS + EXTRA_METHODS)}.")
         if not self.methods: raise ValueError(f"`methods` is empty; choose from {list(BENCH_METHODS)}.")
         if len(set(self.methods)) != len(self.methods): raise ValueError(f"`methods` has duplicates: {list(self.methods)}.")
-        if self.workers < 1: raise ValueError(f"`workers` must be >= 1, got {self.workers}.")
+        if not 1 <= self.workers <= 256: raise ValueError(f"`workers` must lie in [1, 256], got {self.workers}.")
         if self.device is not None: pick_device(self.device)        # an unknown or absent device fails here, before any work
 
     def configs(self, seed:int) -> tuple[DistillConfig, 'GuideConfig', TabConfig]:
@@ -382,7 +382,7 @@ def bench_cli(preset:str='default',                       # tiny, default or gpu
               quiet:store_true=False):                    # no progress bars
     "Run the Spurious Digits benchmark: every method x seed, results table and plots in `out`."
     with cli_errors('configkd_bench'):
-        if workers < 0: raise ValueError(f"`workers` must be >= 0, got {workers}.")
+        if not 0 <= workers <= 256: raise ValueError(f"--workers must lie in [0, 256] (0: one per CPU core), got {workers}.")
         if workers == 0: workers = default_workers()
         data = DigitsConfig(task=task, cue=cue, minority_frac=minority_frac, pool_skew=pool_skew, size=size, seed=data_seed)
         bc = BenchConfig(preset, seeds, methods, data, device, workers)

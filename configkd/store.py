@@ -197,6 +197,7 @@ def load_generator(path, class_prompts=None, device=None, dtype='fp32'):
     "A denoiser from a folder: a pixel model written by `save_diffusion`, or Stable Diffusion in the diffusers layout."
     p = Path(path)
     if (p/'configkd.json').exists():
+        if class_prompts: raise ValueError(f"--prompts only applies to a Stable Diffusion --diffusion; {p} is a class-conditional pixel model (its conditions are class ids): leave --prompts out.")
         unet, _, meta = load_diffusion(p, device); return PixelDenoiser(unet), meta.get('key') or str(p)
     if (p/'unet').is_dir() and (p/'vae').is_dir():
         from configkd.latent import LatentDenoiser
@@ -214,7 +215,8 @@ def load_dataset(path, size:int=64) -> GroupedImages:
     raise FileNotFoundError(f"--data {str(p)!r} not found: give a folder of class subfolders or a file written by `GroupedImages.save`.")
 
 # %% ../nbs/04b_generation_store.ipynb #880c6473
-def _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher) -> None:
+def _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher, size=None,
+                         prompts=None, diffusion=None) -> None:
     "Every plain option of `configkd_generate`, checked before anything loads or is written."
     check_seed(seed); check_seed(run_seed, 'run_seed')
     if not 0 < ratio <= 1: raise ValueError(f"--ratio must lie in (0, 1], got {ratio}.")
@@ -224,11 +226,18 @@ def _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_se
     if round < 0: raise ValueError(f"--round must be >= 0, got {round}.")
     if threads < 0: raise ValueError(f"--threads must be >= 0, got {threads}.")
     if data is not None and teacher is None: raise ValueError("--data needs --teacher too (the Spurious Digits teacher knows only digits).")
+    if size is not None and not (data is not None and Path(data).is_dir()):
+        raise ValueError("--size applies only when --data is a folder of class subfolders (the images are resized to it); "
+                         "Spurious Digits and saved sets keep their size: leave --size out.")
+    if prompts and (diffusion is None or (Path(diffusion)/'configkd.json').exists()):
+        raise ValueError("--prompts only applies to a Stable Diffusion --diffusion folder; the pixel model "
+                         f"{'(the shipped one)' if diffusion is None else diffusion} is conditioned on class ids: leave --prompts out.")
+    if size is not None and not size >= 8: raise ValueError(f"--size must be >= 8 pixels, got {size}.")
 
 def _generate_setup(data, teacher, student, diffusion, prompts, size, task, cue, seed, dev, quiet):
     "Training set, teacher, student and generator of a `configkd_generate` run, on `dev`."
     dc = DigitsConfig(task=task, cue=cue, seed=seed)
-    train = spurious_digits(dc, splits=['train'])['train'] if data is None else load_dataset(data, size)
+    train = spurious_digits(dc, splits=['train'])['train'] if data is None else load_dataset(data, size or 64)
     t = load_model_spec(teacher, '--teacher') if teacher else get_teacher(dc, TrainConfig.teacher(seed=seed), progress=not quiet)
     s = load_model_spec(student, '--student') if student else get_erm_student(dc, TrainConfig(seed=seed), progress=not quiet)
     den, gen_id = load_generator(diffusion or committed_diffusion_path(), [p for p in (prompts or '').split('|') if p], dev)
@@ -245,7 +254,7 @@ def generate_cli(
     student:str=None,             # folder written by `save_model`, or module:function; default: the cached ERM student
     diffusion:str=None,           # folder of a diffusion model (`save_diffusion`, or Stable Diffusion); default: the shipped one
     prompts:str=None,             # one prompt per class, '|'-separated (Stable Diffusion only)
-    size:int=64,                  # image side when --data is a folder
+    size:int=None,                # image side when --data is a folder (default 64)
     ratio:float=0.3,              # share of train used as sources, least confident first
     n_sources:int=0,              # number of sources (the least confident) instead of `ratio`; 0: use `ratio`
     start_from:str='img2img',     # img2img (from the training image) or noise
@@ -264,7 +273,7 @@ def generate_cli(
     quiet:store_true=False):      # no progress bars or summary
     "Generate one ConfiG round into the store folder `out`, split across processes; rank 0 writes `out/manifest.csv`."
     with cli_errors('configkd_generate'):
-        _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher)
+        _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher, size, prompts, diffusion)
         if threads: os.environ[THREADS_ENV] = str(threads)
         if Path(out).exists() and not Path(out).is_dir(): raise ValueError(f"--out {out!r} is a file; give a folder.")
         g = GuideConfig(steps=steps, strength=strength, scale=scale, t_min=t_min, bs=shard_size)

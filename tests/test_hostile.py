@@ -215,3 +215,19 @@ def test_kd_fit_refuses_broken_teacher_logits(sets, teacher):
     tl = predict(teacher, train); tl[0] = float('nan')
     with pytest.raises(ValueError, match='`teacher_logits` holds NaN or inf for 1 of 64 images'): kd_fit(train, tl, TabConfig(epochs=1), progress=False)
     with pytest.raises(ValueError, match='`epochs` must be a whole number >= 1'): kd_fit(train, predict(teacher, train), TabConfig(epochs=1), epochs=0, progress=False)
+
+
+# -- command lines: an option that would be ignored, or a number no machine has, is refused (exit 2, one line, nothing written)
+@pytest.mark.parametrize('cmd,msg', [
+    (['configkd_generate', '--n_sources', '4', '--prompts', 'a|b'], '--prompts only applies to a Stable Diffusion --diffusion folder'),
+    (['configkd_generate', '--n_sources', '4', '--size', '32'], '--size applies only when --data is a folder'),
+    (['configkd_bench', '--preset', 'tiny', '--seeds', '0', '--methods', 'kd', '--workers', str(10**30)], '--workers must lie in [0, 256]'),
+], ids=['prompts-pixel', 'size-without-data', 'workers-huge'])
+def test_cli_refuses_ignored_or_absurd_options(tmp_path, cmd, msg):
+    import os, subprocess
+    out = tmp_path/'out'
+    r = subprocess.run(cmd + ['--out', str(out), '--quiet'], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'CONFIGKD_CACHE': str(tmp_path/'cache')})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists() and not (tmp_path/'cache').exists()
