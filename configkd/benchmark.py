@@ -25,11 +25,11 @@ from .distill import PRESETS, distill_preset, cached_run_method, DistillConfig, 
 from .tab import TabConfig, run_tab, distillation_set
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'PAPER_TABLE1', 'CELEBA_PROMPTS',
+__all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BUDGET_COLS', 'PAPER_TABLE1', 'CELEBA_PROMPTS',
            'CELEBA_METHODS', 'BenchConfig', 'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers',
-           'cpu_model', 'run_benchmark', 'results_frame', 'summary_table', 'markdown_table', 'plot_bench_groups',
-           'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli', 'CelebAConfig', 'celeba_context',
-           'celeba_run', 'run_celeba', 'celeba_table', 'celeba_cli']
+           'cpu_model', 'run_benchmark', 'results_frame', 'summary_table', 'budget_frame', 'markdown_table',
+           'plot_bench_groups', 'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli', 'CelebAConfig',
+           'celeba_context', 'celeba_run', 'run_celeba', 'celeba_table', 'celeba_cli']
 
 # %% ../nbs/07_benchmark.ipynb #79730dda
 BENCH_METHODS = ('teacher', 'erm', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'kd_tab', 'kd_config_tab', 'oracle')
@@ -300,14 +300,23 @@ def summary_table(rows:list[dict]) -> pd.DataFrame:
     t = g.mean().join(g.std(ddof=1).add_suffix('_std')).join(g.size().rename('n'))
     return t.loc[order]
 
+BUDGET_COLS = ('images_seen', 'sgd_steps', 'generated', 'kept')
+
+def budget_frame(rows:list[dict]) -> pd.DataFrame:
+    "Each method's budget per run (mean over seeds): images seen, SGD steps, images generated, images kept; NaN where a row trains nothing."
+    df = pd.DataFrame([{'method': r['method'], **{c: r.get(c, np.nan) for c in BUDGET_COLS}} for r in rows])
+    return df.groupby('method', sort=False)[list(BUDGET_COLS)].mean()
+
 def markdown_table(rows:list[dict]) -> str:
-    "The summary as a markdown table (`mean ± std`, method names as in the README)."
-    t = summary_table(rows)
+    "The summary as a markdown table (`mean ± std`, method names as in the README), each row with its budget per run."
+    t, b = summary_table(rows), budget_frame(rows)
     fmt = lambda m, s, n: f"{m:.3f}" if n < 2 else f"{m:.3f} ± {s:.3f}"
-    lines = ['| method | worst-group | mean-group | sample | seeds |', '|---|---|---|---|---|']
+    num = lambda v: '–' if pd.isna(v) else f"{v:,.0f}"
+    lines = ['| method | worst-group | mean-group | sample | seeds | images seen | SGD steps | generated | kept |',
+             '|---|---|---|---|---|---|---|---|---|']
     for m, r in t.iterrows():
         lines.append(f"| {METHOD_NAMES.get(m, m)} | {fmt(r.wga, r.wga_std, r.n)} | {fmt(r.mga, r.mga_std, r.n)} | "
-                     f"{fmt(r.acc, r.acc_std, r.n)} | {int(r.n)} |")
+                     f"{fmt(r.acc, r.acc_std, r.n)} | {int(r.n)} | " + ' | '.join(num(b.loc[m, c]) for c in BUDGET_COLS) + ' |')
     return '\n'.join(lines)
 
 # %% ../nbs/07_benchmark.ipynb #53642edb

@@ -728,7 +728,8 @@ def load_image_folder(root, # folder with one subfolder of images per class: roo
     root = _folder(root, 'image folder', 'Pass a folder with one subfolder of images per class.', 'one subfolder of images per class')
     names = _class_folders(root, classes)
     if len(names) < 2:
-        raise ValueError(f"{root} has one class ({names[0]!r}): a classifier needs at least two class subfolders, {root}/<class name>/.")
+        which = f"`classes` selects one class ({names[0]!r})" if classes is not None else f"{root} has one class ({names[0]!r})"
+        raise ValueError(f"{which}: a classifier needs at least two classes, one subfolder each, {root}/<class name>/.")
     files, y = [], []
     for k, c in enumerate(names):
         fs = _image_files(root/c)

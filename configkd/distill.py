@@ -472,7 +472,8 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
     if method not in METHODS: raise ValueError(f"unknown `method` {method!r}; choose from {list(METHODS)}.")
     if not (isinstance(data, dict) and isinstance(data.get('train'), GroupedImages)):
         raise TypeError("`data` must be a dict of splits, {'train': GroupedImages, 'val': ..., 'test': ...} (as `spurious_digits` "
-                        f"returns), with at least 'train'; got {type(data).__name__}" + (f" with keys {list(data)}" if isinstance(data, dict) else '') + '.')
+                        f"returns), with at least 'train'; got " + (type(data).__name__ if not isinstance(data, dict) else f"a dict with keys {list(data)}, no 'train'"
+                        if 'train' not in data else f"a dict whose 'train' is {type(data['train']).__name__}") + '.')
     cfg, guide, data_cfg = cfg or DistillConfig(), guide or GuideConfig(), data_cfg or DigitsConfig()
     if method in ('kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle_unguided') and den is None:
         raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser or LatentDenoiser).")

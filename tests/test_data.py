@@ -210,7 +210,8 @@ def test_image_folder(tmp_path):
     u = load_image_folder(tmp_path, size=8, dtype='uint8', classes=['b_dog', 'a_cat'])
     assert u.class_names == ['b_dog', 'a_cat'] and u.y.tolist() == [0] * 3 + [1] * 4 and u.data.dtype == torch.uint8
     assert (u.take(slice(None)) - ds.images[[4, 5, 6, 0, 1, 2, 3]]).abs().max() <= 0.5 / 255     # the same images, dogs first
-    assert load_image_folder(tmp_path, size=8, classes=['b_dog']).n_classes == 1
+    with pytest.raises(ValueError, match=r"`classes` selects one class \('b_dog'\): a classifier needs at least two"):
+        load_image_folder(tmp_path, size=8, classes=['b_dog'])
     sub = load_image_folder(tmp_path, size=8, max_items=3, seed=2)
     assert len(sub) == 3 and torch.equal(sub.images, load_image_folder(tmp_path, size=8, max_items=3, seed=2).images)
     blue = lambda x: (x[:, 2].mean((1, 2)) > 0.5).long()

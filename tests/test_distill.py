@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
 from torchmetrics.functional import kl_divergence
-from configkd.data import spurious_digits, DigitsConfig
+from configkd.data import spurious_digits, DigitsConfig, GroupedImages
 from configkd.models import get_teacher
 from configkd.distill import kd_loss, DistillConfig, Distiller, oracle_augmenter, run_method, final_metrics, cutmix
 
@@ -29,7 +29,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"`ratio` must lie in \(0, 1\]"): DistillConfig(ratio=0)
     with pytest.raises(ValueError, match="do not fit"): DistillConfig(epochs=10, period=5, rounds=2)
     with pytest.raises(ValueError, match="unknown `method`"): run_method('kd_magic', None, {})
-    with pytest.raises(ValueError, match="needs the diffusion model"): run_method('kd_config', None, {'train': None})
+    with pytest.raises(TypeError, match=r"got a dict whose 'train' is NoneType"): run_method('kd_config', None, {'train': None})
+    tiny = GroupedImages(torch.rand(4, 3, 16, 16), [0, 1, 0, 1], [0, 1, 1, 0])
+    with pytest.raises(ValueError, match="needs the diffusion model"): run_method('kd_config', None, {'train': tiny})
 
 def test_cutmix_keeps_range_and_mixes():
     x = torch.stack([torch.zeros(3, 16, 16), torch.ones(3, 16, 16)] * 4)

@@ -57,5 +57,5 @@ def test_decompose_class_mismatch():
     from configkd.models import make_student, ConvNet
     from configkd.data import GroupedImages
     ds = GroupedImages(torch.rand(4, 3, 16, 16), [0, 1, 0, 1], [0, 1, 1, 0])
-    with pytest.raises(ValueError, match="student has 2 classes but teacher has 3"):
+    with pytest.raises(ValueError, match="the teacher gives 3 logits per image but the data have 2 classes"):
         decompose(make_student(), ConvNet(n_classes=3), ds, ds)

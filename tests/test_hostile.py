@@ -208,7 +208,7 @@ def test_distiller_resume_refuses_other_data_and_other_student(sets, teacher, tm
 def test_run_method_needs_a_dict_with_train(sets, teacher):
     train, test = sets
     with pytest.raises(TypeError, match="`data` must be a dict of splits.*got GroupedImages"): run_method('kd', teacher, train)
-    with pytest.raises(TypeError, match="with keys \\['test'\\]"): run_method('kd', teacher, {'test': test})
+    with pytest.raises(TypeError, match="with keys \\['test'\\], no 'train'"): run_method('kd', teacher, {'test': test})
 
 def test_kd_fit_refuses_broken_teacher_logits(sets, teacher):
     train, _ = sets
