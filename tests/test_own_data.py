@@ -271,7 +271,7 @@ def test_readme_own_data_snippet_runs(tmp_path, monkeypatch):
     sec = readme.split('## Use it on your own data', 1)[1]
     code = re.search(r'```python\n(.*?)```', sec, re.S).group(1)
     cuts = {'DiffusionConfig.for_data(train)': "DiffusionConfig.for_data(train, channels=(16, 32, 32), steps=20, bs=16, warmup=2)",
-            'DistillConfig(epochs=24, period=5, rounds=4)': 'DistillConfig(epochs=2, period=1, rounds=1, bs=16)',
+            'DistillConfig(epochs=24, period=4, rounds=5, ratio=0.3)': 'DistillConfig(epochs=2, period=1, rounds=1, bs=16)',
             'GuideConfig(steps=10)': 'GuideConfig(steps=3)',
             'TabConfig()': 'TabConfig.tiny()'}
     for old, new in cuts.items():
@@ -296,3 +296,27 @@ def test_readme_own_data_snippet_runs(tmp_path, monkeypatch):
     assert type(ns['d'].student).__name__ == 'MyStudent' and type(ns['hy'].student).__name__ == 'MyStudent'
     assert ns['d'].pool is not None and len(ns['d'].pool) > 0             # ConfiG generated and kept images
     assert 0 <= ns['res']['wga'] <= 1 and set(ns['res']['group_acc']) == set(ns['test'].group_names)
+
+
+def test_reconstructions_carry_the_attribute_read_and_the_class_check_keeps_batchnorm(setup):
+    """The real images' unguided reconstructions get the attribute the reader sees on them (not the source's), and the
+    distiller's class check before training runs the student in eval mode: BatchNorm statistics do not move."""
+    ds, den, t, s = setup
+    class BNStudent(nn.Module):
+        def __init__(self, n_classes=K):
+            super().__init__(); self.bn = nn.BatchNorm2d(1); self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, n_classes))
+        def forward(self, x): return self.head(self.bn(x * 3 + 1))
+    made = []
+    def make(n_classes=K): made.append(BNStudent(n_classes)); return made[-1]
+    cfg = DistillConfig(epochs=2, period=1, rounds=1, recon=True, bs=16)
+    aug = config_augmenter(den, t, GuideConfig(steps=2, t_min=0, bs=8), purify=0.0, pair_recon=False, attr_fn=patch_attr)
+    d = Distiller(t, ds, cfg, aug, den, make_model=make, progress=False, attr_fn=patch_attr)
+    fresh = BNStudent()
+    st = d._init_state()
+    bn = made[0].bn
+    assert torch.equal(bn.running_mean, fresh.bn.running_mean) and torch.equal(bn.running_var, fresh.bn.running_var)
+    assert int(bn.num_batches_tracked) == 0 and made[0].training             # the check left it as it was made
+    n = len(ds)
+    assert len(st['real']) == 2 * n                                        # each real image and its reconstruction
+    xr = st['real'].images[n:]
+    assert torch.equal(st['real'].a[n:], patch_attr(xr)) and not torch.equal(patch_attr(xr), ds.a)
