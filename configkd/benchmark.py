@@ -32,6 +32,7 @@ __all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS'
            'celeba_context', 'celeba_run', 'run_celeba', 'celeba_table', 'celeba_cli']
 
 # %% ../nbs/07_benchmark.ipynb #79730dda
+# one cell: the method list and BenchConfig, which checks a study against it
 BENCH_METHODS = ('teacher', 'erm', 'kd', 'kd_cutmix', 'kd_unguided', 'kd_config', 'kd_tab', 'kd_config_tab', 'oracle')
 EXTRA_METHODS = ('kd_unguided_noise', 'oracle_unguided')    # on request (`--methods`): notebook 05's other references
 METHOD_NAMES = {'teacher': 'teacher', 'erm': 'ERM student', 'kd': 'KD', 'kd_cutmix': 'KD + CutMix',
@@ -88,6 +89,7 @@ class BenchConfig:
                 'diffusion': asdict(self.diffusion_cfg())}
 
 # %% ../nbs/07_benchmark.ipynb #7918d148
+# one cell: the benchmark context and one run of one method (with its budget accounting)
 @dataclass
 class BenchContext:
     "What every run of a study shares."
@@ -169,6 +171,7 @@ def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict
                 tab={k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.quality.items()})
 
 # %% ../nbs/07_benchmark.ipynb #e3f63006
+# one cell: run_benchmark with its helpers for atomic files, worker processes and timing; they exist only for it
 def _atomic_write(path:Path, text:str): atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 def check_out(out) -> Path:
@@ -320,6 +323,7 @@ def markdown_table(rows:list[dict]) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/07_benchmark.ipynb #53642edb
+# one cell: the three plots of a study and save_results, which draws them
 def plot_bench_groups(rows:list[dict], ax=None, title:str='test accuracy per group'):
     "Seaborn bars of per-group test accuracy per method (error bars over seeds)."
     import seaborn as sns, matplotlib.pyplot as plt

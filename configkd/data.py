@@ -72,6 +72,7 @@ def check_fields(cfg) -> None:
             raise ValueError(f"`{f.name}` ({type(cfg).__name__}) must be a finite number, got {v!r}.")
 
 # %% ../nbs/00_data.ipynb #959b1bc3
+# one cell: GroupedImages and the two input checks it relies on, the data contract every notebook uses
 def _long(v, n, name):
     t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
     if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
@@ -238,6 +239,7 @@ class GroupedImages(torch.utils.data.Dataset):
         return GroupedImages(t['data'], t['y'], t['a'], t['cls'], t['src'], **json.loads(md['meta']))
 
 # %% ../nbs/00_data.ipynb #b921689e
+# one cell: the palettes and DigitsConfig are read together (the config's fields index the palettes); most lines are field checks
 WARM = ((0.85, 0.35, 0.20), (0.90, 0.60, 0.15), (0.80, 0.25, 0.45), (0.75, 0.50, 0.25))   # reds, oranges, pinks, browns
 COOL = ((0.20, 0.45, 0.85), (0.15, 0.65, 0.55), (0.45, 0.30, 0.80), (0.25, 0.60, 0.85))   # blues, teals, violets
 NEUTRAL = ((0.97, 0.97, 0.97), (0.05, 0.05, 0.05))                                         # near-white, near-black
@@ -394,6 +396,7 @@ def digits_attr_reader(cfg:DigitsConfig|None=None) -> Callable[[torch.Tensor], t
     return stroke_attr if (cfg or DigitsConfig()).cue == 'stroke' else border_attr
 
 # %% ../nbs/00_data.ipynb #9ca12907
+# one cell: three small plotting helpers that share one layout
 def show_images(images:torch.Tensor, # (N, C, H, W) in [0, 1]
                 titles:Sequence[str]|None=None, ncols:int=8, scale:float=1.1, suptitle:str|None=None, fontsize:int=7):
     "Show an image grid, one optional title per image; returns the figure."

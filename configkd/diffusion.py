@@ -30,6 +30,7 @@ __all__ = ['BETA_SCHEDULES', 'DIFFUSION_CACHE_VERSION', 'PREDICTION_TYPES', 'Dif
            'read_attrs', 'source_ids', 'config_round', 'round_summary']
 
 # %% ../nbs/04_guided_diffusion.ipynb #fb8dffd3
+# one cell: DiffusionConfig and its field checks (most of the lines), with the fit check against a dataset
 BETA_SCHEDULES = ('linear', 'scaled_linear', 'squaredcos_cap_v2')   # the DDPM schedules diffusers implements
 
 @dataclass
@@ -121,6 +122,7 @@ def to_unit(x:torch.Tensor) -> torch.Tensor: return ((x + 1) / 2).clamp(0, 1)   
 def from_unit(x:torch.Tensor) -> torch.Tensor: return x * 2 - 1                 # image [0, 1] -> model space [-1, 1]
 
 # %% ../nbs/04_guided_diffusion.ipynb #a6066b61
+# one cell: one training step and the state it checkpoints belong together (resume must restore exactly what a step changes)
 def diffusion_data(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> GroupedImages:
     "The diffusion training set: the `pool` split of `data_cfg`, rendered `cfg.pool_renders` times at `cfg.size`."
     data_cfg = replace(data_cfg or DigitsConfig(), pool_renders=cfg.pool_renders, size=cfg.size)
@@ -201,6 +203,7 @@ def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=No
     return st['ema'].eval().cpu(), st['hist']
 
 # %% ../nbs/04_guided_diffusion.ipynb #c0c44ddd
+# one cell: the diffusion model's cache key, save, load and lookup must agree on one folder layout
 DIFFUSION_CACHE_VERSION = 2
 
 def diffusion_key(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> str:
@@ -322,6 +325,7 @@ def config_objective(p_T:torch.Tensor, # (B,) teacher probability of the target 
     return w_T * p_T ** gamma + w_S * (1 - p_S) ** gamma
 
 # %% ../nbs/04_guided_diffusion.ipynb #041a17c8
+# one cell: the models under guidance (frozen, probabilities, checks) and the latent optimisation built on them
 @contextlib.contextmanager
 def frozen(*models:nn.Module):
     "Eval mode and `requires_grad=False` for `models` inside the block; the previous state is restored after."
@@ -403,6 +407,7 @@ def ddim_step(sched, eps:torch.Tensor, t:int, x_t:torch.Tensor):
     return abar_p ** 0.5 * x0 + (1 - abar_p) ** 0.5 * eps, x0
 
 # %% ../nbs/04_guided_diffusion.ipynb #8c98d406
+# one cell: the denoiser interface and its pixel implementation, with the resizing both use
 def resize_images(x:torch.Tensor, size:int) -> torch.Tensor:
     "Square images `(B, C, H, W)` resized to `size`×`size` (bilinear; antialiased when shrinking; differentiable)."
     if x.shape[-1] == size and x.shape[-2] == size: return x
@@ -688,6 +693,7 @@ def read_attrs(attr_fn:Callable|None, x:torch.Tensor) -> torch.Tensor:
     return a
 
 # %% ../nbs/04_guided_diffusion.ipynb #0fa1252g
+# one cell: a ConfiG round (config_round) with its input checks and its summary
 def source_ids(idx, n:int, name:str='idx') -> torch.Tensor:
     "`idx` as `(k,)` long indices into a set of `n` images: whole numbers in [0, n) (or a boolean mask of length n)."
     t = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx).reshape(-1)

@@ -51,6 +51,7 @@ def kd_loss(student_logits:torch.Tensor,  # (B, K)
     return loss
 
 # %% ../nbs/05_distill.ipynb #cf5c4aee
+# one cell: DistillConfig; most lines are its field checks
 @dataclass
 class DistillConfig:
     "Settings of the periodic-augmentation distiller."
@@ -303,6 +304,7 @@ def _gather(self:Distiller, st, take_r, take_p, pos):
     return x, y, tl
 
 # %% ../nbs/05_distill.ipynb #1af8dabd
+# one cell: one optimiser step, the evaluation and the epoch that calls both
 @patch
 def _step(self:Distiller, st, x, y, t, gen):
     "One SGD step on a batch (after CutMix or the train-time transform, whose teacher logits are recomputed)."
@@ -388,6 +390,7 @@ def _round(self:Distiller, st, r:int):
                          'pool_unknown': 0 if pool is None else int((pool.a < 0).sum()), **info})
 
 # %% ../nbs/05_distill.ipynb #1af8dac2
+# one cell: checkpoint save and load and the run loop must agree on what a checkpoint holds
 _SET = ('data', 'y', 'a', 'cls', 'src')
 
 def data_id(ds:GroupedImages) -> str:
@@ -451,6 +454,7 @@ def run(self:Distiller, stop_after:int|None=None):
     return self
 
 # %% ../nbs/05_distill.ipynb #a10ac0d2
+# one cell: the method table and run_method, which dispatches on it
 METHODS = ('kd', 'kd_cutmix', 'kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle', 'oracle_unguided')
 
 def _augmenter(method, teacher, den, cfg, guide, data_cfg, checker, attr_fn):
@@ -499,6 +503,7 @@ def final_metrics(d:Distiller, ds:GroupedImages) -> dict:
     return {'wga': rep.wga, 'mga': rep.mga, 'acc': rep.acc, 'group_acc': dict(zip(rep.table.name, rep.table.acc))}
 
 # %% ../nbs/05_distill.ipynb #0f59ee6a
+# one cell: presets and the cache keys of runs made with them
 PRESETS = {   # distiller and sampler settings per preset (TAB's follow the distiller's: notebook 06)
     'tiny': (dict(epochs=9, period=2, rounds=3), dict(steps=6)),
     'default': (dict(epochs=24, period=4, rounds=5, ratio=0.3), dict(steps=10)),   # chosen on dev: section Ablations

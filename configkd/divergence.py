@@ -22,6 +22,7 @@ __all__ = ['LUMA', 'stroke_mask', 'image_features', 'penultimate_features', 'fea
            'plot_group_kl', 'counterfactual_digits', 'flip_rate', 'flip_rates', 'plot_flip_rates']
 
 # %% ../nbs/03_divergence.ipynb #011055bd
+# one cell: the image features of the divergence analysis share one stroke mask
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights
 
 def stroke_mask(images:torch.Tensor, # (N, C, H, W) in [0, 1]

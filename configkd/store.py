@@ -65,6 +65,7 @@ class GenStore:
     def names(self) -> list[str]: return sorted(p.name[:-len('.safetensors')] for p in self.root.glob('*.safetensors'))
 
 # %% ../nbs/04b_generation_store.ipynb #6b536e1a
+# one cell: a shard's write, check, read and done must agree on its format
 @patch
 def _check_shard(self:GenStore, name:str, md:dict, rows:list):
     "A shard belongs to this store (same settings) and its rows to the round its name says."
@@ -125,6 +126,7 @@ def writer(self:GenStore, name:str) -> dict:
     with safe_open(str(self.path(name)), 'pt') as f: return json.loads(f.metadata().get('writer', '{}'))
 
 # %% ../nbs/04b_generation_store.ipynb #6b536e1b
+# one cell: the manifest and generate_to_store, which writes it after the shards
 @patch
 def manifest(self:GenStore) -> pd.DataFrame:
     "All manifest rows, one per stored image, with a `shard` column."
@@ -245,6 +247,7 @@ def _generate_setup(data, teacher, student, diffusion, prompts, size, task, cue,
     return train, t.to(dev).eval(), s.to(dev).eval(), den, gen_id, attr_fn, dc
 
 # %% ../nbs/04b_generation_store.ipynb #880c6474
+# one cell: the configkd_generate CLI; one line per flag is its --help text
 # one line per command-line flag below: the signature is the command's documentation (`configkd_generate --help`)
 @call_parse
 def generate_cli(

@@ -39,6 +39,7 @@ def kd_loss_per_sample(student_logits:torch.Tensor,  # (B, K)
     return (T * T) * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
 
 # %% ../nbs/06_hybrid_tab.ipynb #798aff49
+# one cell: TabConfig and kd_fit, the KD loop TAB's helper and final student share
 @dataclass
 class TabConfig:
     "Settings of TAB's helper and final KD runs (optimiser as in `DistillConfig`)."

@@ -182,3 +182,19 @@ def test_broken_notebook_fails_the_build(tmp_path):
     (nbs/'00_broken.ipynb').write_text('{"cells": [', encoding='utf-8')
     r = _script('make_docs.py', '--out', tmp_path/'out', '--nbs', nbs)
     assert r.returncode == 1 and '00_broken.ipynb' in r.stderr, r.stderr
+
+
+def test_long_exported_cells_say_why_and_no_unfollowable_references():
+    "A learner reads the code cell by cell: an exported cell over 40 non-blank lines says in its first comment why it is one cell; no text points at documents a reader cannot open."
+    long_cells, refs = [], []
+    pat = re.compile(r'sketch|DESIGN §|prototype|done-when', re.I)
+    for f in sorted(NBS.glob('*.ipynb')):
+        for c in json.loads(f.read_text())['cells']:
+            src = ''.join(c['source']); lines = [l for l in src.splitlines() if l.strip()]
+            if pat.search(src): refs.append(f"{f.name} {c.get('id')}: {pat.search(src).group(0)}")
+            if c['cell_type'] == 'code' and lines and lines[0].startswith('#| export') and len(lines) > 40:
+                if not (len(lines) > 1 and lines[1].startswith('# one cell')): long_cells.append(f"{f.name} {c.get('id')} ({len(lines)} lines)")
+    for p in sorted((ROOT/'configkd').glob('*.py')):
+        if pat.search(p.read_text()): refs.append(f"{p.name}: {pat.search(p.read_text()).group(0)}")
+    assert not long_cells, 'exported cells over 40 lines without a "# one cell: why" comment: ' + ', '.join(long_cells)
+    assert not refs, refs
