@@ -198,3 +198,23 @@ def test_long_exported_cells_say_why_and_no_unfollowable_references():
         if pat.search(p.read_text()): refs.append(f"{p.name}: {pat.search(p.read_text()).group(0)}")
     assert not long_cells, 'exported cells over 40 lines without a "# one cell: why" comment: ' + ', '.join(long_cells)
     assert not refs, refs
+
+
+PROSE_MARKERS = ('What it printed', 'On seed 0, at one budget', 'On dev, seed 0, the table above reads', 'The numbers the cell prints')
+
+def test_prose_numbers_come_from_the_outputs_above():
+    "Where a notebook's prose quotes what a cell above printed, every three-decimal number it quotes is in an output above it (numbers of slow cells and scripts are labelled with their command instead)."
+    bad, checked = [], 0
+    for f in sorted(NBS.glob('[0-9]*.ipynb')):
+        seen = ''
+        for c in json.loads(f.read_text())['cells']:
+            if c['cell_type'] == 'code':
+                for o in c.get('outputs', []):
+                    seen += ''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', '')) + ''.join(o.get('data', {}).get('text/html', ''))
+                continue
+            md = ''.join(c['source'])
+            if not any(m in md for m in PROSE_MARKERS) or 'RUN_SLOW' in md or 'scripts/' in md: continue   # slow cells and scripts: labelled
+            checked += 1
+            bad += [f"{f.name} {c.get('id')}: {n}" for n in re.findall(r'(?<![\d.])\d\.\d{3}(?!\d)', md) if n not in seen]
+    assert checked >= 4, f'only {checked} quoting cells found: the markers changed?'
+    assert not bad, 'numbers in prose that no output above prints: ' + ', '.join(bad)
