@@ -71,8 +71,7 @@ def check_fields(cfg) -> None:
         if float in want and _number(v) and not math.isfinite(v):
             raise ValueError(f"`{f.name}` ({type(cfg).__name__}) must be a finite number, got {v!r}.")
 
-# %% ../nbs/00_data.ipynb #959b1bc3
-# one cell: GroupedImages and the two input checks it relies on, the data contract every notebook uses
+# %% ../nbs/00_data.ipynb #275e3f5a
 def _long(v, n, name):
     t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
     if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
@@ -94,6 +93,8 @@ def _storage(x, name='images') -> torch.Tensor:
     if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32: x = x.float()
     return check_images(x, name)
 
+# %% ../nbs/00_data.ipynb #21672d1d
+# one cell: the constructor and the properties read from it; the methods follow in the cells below
 class GroupedImages(torch.utils.data.Dataset):
     "Images `(N, C, H, W)` (float in [0, 1] or uint8) with labels `y`, attribute `a` (-1: unknown), group `g = y*n_attrs + a`, class `cls`, source `src`."
     def __init__(self, images:torch.Tensor, # (N, C, H, W) float in [0, 1], or uint8 0-255 (converted per batch)
@@ -143,100 +144,116 @@ class GroupedImages(torch.utils.data.Dataset):
     def group_names(self) -> list[str]:
         return [f"{c}·{a}" for c in self.class_names for a in self.attr_names]
     def __len__(self): return len(self.data)
-    def meta(self) -> dict:
-        return dict(n_classes=self.n_classes, n_attrs=self.n_attrs, class_names=self.class_names, attr_names=self.attr_names)
 
-    def __getitem__(self, i):
-        if isinstance(i, (int, np.integer)): return self.take(i), self.y[i], self.g[i], torch.tensor(int(i))
-        i = torch.as_tensor(np.arange(len(self))[i] if isinstance(i, slice) else i)
-        if i.dtype == torch.bool: i = i.nonzero().squeeze(1)
-        return self._subset(i)
+# %% ../nbs/00_data.ipynb #ee49a923
+from fastcore.basics import patch, patch_to
+@patch
+def meta(self:GroupedImages) -> dict:
+    return dict(n_classes=self.n_classes, n_attrs=self.n_attrs, class_names=self.class_names, attr_names=self.attr_names)
 
-    def _subset(self, i) -> 'GroupedImages':
-        "A smaller set with the same metadata (images are not re-checked: they were checked once)."
-        out = GroupedImages.__new__(GroupedImages)
-        out.__dict__.update(self.__dict__)
-        for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, getattr(self, k)[i])
-        return out
+@patch
+def __getitem__(self:GroupedImages, i):
+    if isinstance(i, (int, np.integer)): return self.take(i), self.y[i], self.g[i], torch.tensor(int(i))
+    i = torch.as_tensor(np.arange(len(self))[i] if isinstance(i, slice) else i)
+    if i.dtype == torch.bool: i = i.nonzero().squeeze(1)
+    return self._subset(i)
 
-    def __repr__(self):
-        c = self.group_counts().tolist()
-        return f"GroupedImages(n={len(self)}, shape={self.shape}, {self.data.dtype}, group counts={c})"
+@patch
+def _subset(self:GroupedImages, i) -> 'GroupedImages':
+    "A smaller set with the same metadata (images are not re-checked: they were checked once)."
+    out = GroupedImages.__new__(GroupedImages)
+    out.__dict__.update(self.__dict__)
+    for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, getattr(self, k)[i])
+    return out
 
-    def group_counts(self) -> torch.Tensor:
-        "Number of images in each group, `(n_groups,)` (images of unknown attribute are not counted)."
-        g = self.g
-        return torch.bincount(g[g >= 0], minlength=self.n_groups)
+@patch
+def __repr__(self:GroupedImages):
+    c = self.group_counts().tolist()
+    return f"GroupedImages(n={len(self)}, shape={self.shape}, {self.data.dtype}, group counts={c})"
 
-    def to(self, device):
-        "A copy whose tensors live on `device`."
-        out = GroupedImages.__new__(GroupedImages)
-        out.__dict__.update({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
-        return out
+@patch
+def group_counts(self:GroupedImages) -> torch.Tensor:
+    "Number of images in each group, `(n_groups,)` (images of unknown attribute are not counted)."
+    g = self.g
+    return torch.bincount(g[g >= 0], minlength=self.n_groups)
 
-    def as_uint8(self) -> 'GroupedImages':
-        "The same set stored as uint8 (rounded to 1/255)."
-        if self.data.dtype == torch.uint8: return self
-        out = self._subset(slice(None)); out.data = (self.data * 255).round().to(torch.uint8)
-        return out
+# %% ../nbs/00_data.ipynb #4d6f8a07
+@patch
+def to(self:GroupedImages, device):
+    "A copy whose tensors live on `device`."
+    out = GroupedImages.__new__(GroupedImages)
+    out.__dict__.update({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+    return out
 
-    def batches(self, bs:int=128, shuffle:bool=False, seed:int|None=0) -> Iterator[tuple]:
-        "Yield `(x, y, g, idx)` batches by slicing (fast: no per-item collation); `x` is float in [0, 1]."
-        if not (_whole(bs) and bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {bs!r}.")
-        n = len(self)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
-        for s in range(0, n, bs):
-            idx = order[s:s + bs]
-            yield self.take(idx), self.y[idx], self.g[idx], idx
+@patch
+def as_uint8(self:GroupedImages) -> 'GroupedImages':
+    "The same set stored as uint8 (rounded to 1/255)."
+    if self.data.dtype == torch.uint8: return self
+    out = self._subset(slice(None)); out.data = (self.data * 255).round().to(torch.uint8)
+    return out
 
-    def loader(self, bs:int=128, shuffle:bool=False, seed:int=0, **kwargs) -> torch.utils.data.DataLoader:
-        "A standard `DataLoader` over `(x, y, g, idx)` items (for code that expects one)."
-        gen = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(self, batch_size=bs, shuffle=shuffle, generator=gen, **kwargs)
+@patch
+def batches(self:GroupedImages, bs:int=128, shuffle:bool=False, seed:int|None=0) -> Iterator[tuple]:
+    "Yield `(x, y, g, idx)` batches by slicing (fast: no per-item collation); `x` is float in [0, 1]."
+    if not (_whole(bs) and bs >= 1): raise ValueError(f"`bs` must be a whole number >= 1, got {bs!r}.")
+    n = len(self)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    for s in range(0, n, bs):
+        idx = order[s:s + bs]
+        yield self.take(idx), self.y[idx], self.g[idx], idx
 
-    @staticmethod
-    def cat(parts:Sequence['GroupedImages']) -> 'GroupedImages':
-        "Concatenate datasets with the same classes, attributes and image shape (float images join uint8 ones as uint8)."
-        parts = [p for p in parts if p is not None]
-        if not parts: raise ValueError("`parts` is empty: give at least one GroupedImages to concatenate.")
-        m, shp = parts[0].meta(), parts[0].shape
-        for p in parts[1:]:
-            if p.meta() != m or p.shape != shp:
-                raise ValueError(f"cannot concatenate: {p.meta()} {p.shape} vs {m} {shp}.")
-        if any(p.data.dtype == torch.uint8 for p in parts): parts = [p.as_uint8() for p in parts]
-        out = parts[0]._subset(slice(None))
-        for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, torch.cat([getattr(p, k) for p in parts]))
-        return out
+@patch
+def loader(self:GroupedImages, bs:int=128, shuffle:bool=False, seed:int=0, **kwargs) -> torch.utils.data.DataLoader:
+    "A standard `DataLoader` over `(x, y, g, idx)` items (for code that expects one)."
+    gen = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(self, batch_size=bs, shuffle=shuffle, generator=gen, **kwargs)
 
-    def save(self, path):
-        "Write the set to one safetensors file (images in their storage dtype, labels, names), atomically."
-        from safetensors.torch import save_file
-        path = Path(path)
-        if path.is_dir(): raise IsADirectoryError(f"`path` {path} is a folder: give a file name, e.g. {path/'data.safetensors'}.")
-        bad = next((q for q in path.parents if q.exists() and not q.is_dir()), None)
-        if bad is not None: raise NotADirectoryError(f"`path` {path} lies inside {bad}, which is a file: choose another folder.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
-        try:
-            save_file({k: getattr(self, k).contiguous() for k in ('data', 'y', 'a', 'cls', 'src')}, tmp,
-                      metadata={'configkd': 'GroupedImages', 'meta': json.dumps(self.meta())})
-            os.replace(tmp, path)
-        finally: tmp.unlink(missing_ok=True)
+# %% ../nbs/00_data.ipynb #ecf5c984
+# one cell: joining and the file format: save and load must agree on the fields they write
+@patch_to(GroupedImages, static_method=True)
+def cat(parts:Sequence['GroupedImages']) -> 'GroupedImages':
+    "Concatenate datasets with the same classes, attributes and image shape (float images join uint8 ones as uint8)."
+    parts = [p for p in parts if p is not None]
+    if not parts: raise ValueError("`parts` is empty: give at least one GroupedImages to concatenate.")
+    m, shp = parts[0].meta(), parts[0].shape
+    for p in parts[1:]:
+        if p.meta() != m or p.shape != shp:
+            raise ValueError(f"cannot concatenate: {p.meta()} {p.shape} vs {m} {shp}.")
+    if any(p.data.dtype == torch.uint8 for p in parts): parts = [p.as_uint8() for p in parts]
+    out = parts[0]._subset(slice(None))
+    for k in ('data', 'y', 'a', 'cls', 'src'): setattr(out, k, torch.cat([getattr(p, k) for p in parts]))
+    return out
 
-    @staticmethod
-    def load(path) -> 'GroupedImages':
-        "Read a set written by `save`; a clear error for a missing or foreign file."
-        from safetensors import safe_open
-        path = Path(path)
-        if not path.is_file(): raise FileNotFoundError(f"{path} not found: give a file written by `GroupedImages.save`.")
-        try:
-            with safe_open(str(path), 'pt') as f:
-                md = f.metadata() or {}
-                if md.get('configkd') != 'GroupedImages': raise ValueError('not a GroupedImages file')
-                t = {k: f.get_tensor(k) for k in ('data', 'y', 'a', 'cls', 'src')}
-        except Exception as e:
-            raise ValueError(f"{path} is not a dataset written by `GroupedImages.save` or is corrupt ({e}).") from None
-        return GroupedImages(t['data'], t['y'], t['a'], t['cls'], t['src'], **json.loads(md['meta']))
+@patch
+def save(self:GroupedImages, path):
+    "Write the set to one safetensors file (images in their storage dtype, labels, names), atomically."
+    from safetensors.torch import save_file
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"`path` {path} is a folder: give a file name, e.g. {path/'data.safetensors'}.")
+    bad = next((q for q in path.parents if q.exists() and not q.is_dir()), None)
+    if bad is not None: raise NotADirectoryError(f"`path` {path} lies inside {bad}, which is a file: choose another folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
+    try:
+        save_file({k: getattr(self, k).contiguous() for k in ('data', 'y', 'a', 'cls', 'src')}, tmp,
+                  metadata={'configkd': 'GroupedImages', 'meta': json.dumps(self.meta())})
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+@patch_to(GroupedImages, static_method=True)
+def load(path) -> 'GroupedImages':
+    "Read a set written by `save`; a clear error for a missing or foreign file."
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path} not found: give a file written by `GroupedImages.save`.")
+    try:
+        with safe_open(str(path), 'pt') as f:
+            md = f.metadata() or {}
+            if md.get('configkd') != 'GroupedImages': raise ValueError('not a GroupedImages file')
+            t = {k: f.get_tensor(k) for k in ('data', 'y', 'a', 'cls', 'src')}
+    except Exception as e:
+        raise ValueError(f"{path} is not a dataset written by `GroupedImages.save` or is corrupt ({e}).") from None
+    return GroupedImages(t['data'], t['y'], t['a'], t['cls'], t['src'], **json.loads(md['meta']))
 
 # %% ../nbs/00_data.ipynb #b921689e
 # one cell: the palettes and DigitsConfig are read together (the config's fields index the palettes); most lines are field checks

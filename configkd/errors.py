@@ -21,8 +21,7 @@ from .models import TrainConfig, get_teacher, get_erm_student, predict, pick_dev
 __all__ = ['wilson_interval', 'GroupReport', 'group_metrics', 'evaluate', 'plot_group_accuracy', 'accuracy_gaps', 'soft_ce',
            'Decomposition', 'decompose', 'run_foundation', 'foundation_cli']
 
-# %% ../nbs/02_error_decomposition.ipynb #6bb031ab
-# one cell: GroupReport and the metrics it reports (Wilson intervals and the checked group ids they need)
+# %% ../nbs/02_error_decomposition.ipynb #cd1483e7
 def wilson_interval(k:np.ndarray, n:np.ndarray, z:float=1.96) -> tuple[np.ndarray, np.ndarray]:
     "Wilson score interval for `k` successes out of `n` (NaN where n == 0)."
     k, n = np.asarray(k, float), np.asarray(n, float)
@@ -41,6 +40,8 @@ def _as_long(v, name):
             raise ValueError(f"`{name}` must hold integer ids; got non-integer values (pass `argmax` predictions, not probabilities).")
     return v.long().cpu()
 
+# %% ../nbs/02_error_decomposition.ipynb #d1432663
+# one cell: the report and the function that fills it, read together
 @dataclass
 class GroupReport:
     "Per-group accuracy table and the summary accuracies, each under its own name."

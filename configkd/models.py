@@ -132,8 +132,7 @@ def resnet18(n_classes:int=2, in_ch:int=3) -> ResNet18:
     "A ResNet-18 student for 32-96 px images (3×3 stem); `ResNet18(small_input=False)` for 128 px and more."
     return ResNet18(n_classes, in_ch)
 
-# %% ../nbs/01_models.ipynb #eb08e271
-# one cell: the training contract (TrainConfig, the checked forward pass, fit, predict), which every later notebook calls
+# %% ../nbs/01_models.ipynb #4d064005
 @dataclass
 class TrainConfig:
     "Supervised training settings."
@@ -155,6 +154,8 @@ class TrainConfig:
     @classmethod
     def teacher(cls, **kw): return cls(**{'epochs': 40, 'lr': 3e-3, **kw})
 
+# %% ../nbs/01_models.ipynb #201ccd01
+# one cell: the checks every model call goes through, and the device they report
 def logits_of(out) -> torch.Tensor:
     "The logits `(B, K)` in a model's output: the tensor itself, or the `.logits` of a 🤗 output object."
     if not isinstance(out, torch.Tensor): out = getattr(out, 'logits', None)
@@ -206,6 +207,7 @@ def model_device(model:nn.Module) -> torch.device:
     for t in itertools.chain(model.parameters(), model.buffers()): return t.device
     return torch.device('cpu')
 
+# %% ../nbs/01_models.ipynb #3df39765
 @fixed_threads()
 def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
         loss_fn:Callable|None=None,  # loss_fn(logits, y, idx) -> scalar; default cross-entropy on y
@@ -239,6 +241,7 @@ def fit(model:nn.Module, ds:GroupedImages, cfg:TrainConfig|None=None,
     model.eval()
     return hist
 
+# %% ../nbs/01_models.ipynb #1bab89f2
 @torch.no_grad()
 @fixed_threads()
 def predict(model:nn.Module, x:torch.Tensor|GroupedImages, bs:int=512,
@@ -265,8 +268,7 @@ def group_accuracy(model, ds:GroupedImages) -> torch.Tensor:
     ok = (predict(model, ds).argmax(-1) == ds.y).float()
     return torch.stack([ok[ds.g == k].mean() if (ds.g == k).any() else torch.tensor(float('nan')) for k in range(ds.n_groups)])
 
-# %% ../nbs/01_models.ipynb #d19ee9cb
-# one cell: saving and loading models must share their atomic-write and ownership rules; split, a reader could change one side alone
+# %% ../nbs/01_models.ipynb #cfd00dbb
 MODEL_MARKERS = ('config.json', 'configkd.json')   # a folder holding one of these (written by configkd) may be replaced
 
 def _owned(path:Path) -> bool:
@@ -310,6 +312,7 @@ def _atomic_dir(path:Path, write:Callable[[Path], None]):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
 
+# %% ../nbs/01_models.ipynb #1968b03c
 def atomic_write(path, write:Callable[[str], None], mode:int|None=0o644):
     "`write(tmp)` to a temporary file beside `path`, then rename: a crash never leaves a half-written file at `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,6 +342,8 @@ def atomic_torch_save(obj, path):
     "`torch.save` to `path` atomically (`atomic_write`)."
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
+# %% ../nbs/01_models.ipynb #b843cb4c
+# one cell: save and load must agree on the folder they write and on how a factory is named
 def factory_name(make_model) -> str|None:
     "`module:qualname` of a model factory (a function or class), if it can be imported again; else None."
     mod, qn = getattr(make_model, '__module__', None), getattr(make_model, '__qualname__', None)
@@ -396,8 +401,7 @@ def load_model(path, make_model:Callable|None=None,  # factory for a module that
     m.eval()
     return m.to(pick_device(device) if device is not None else 'cpu')
 
-# %% ../nbs/01_models.ipynb #5ec13ed2
-# one cell: the cache (keys, locks, shipped assets) and the two cached builders that use it
+# %% ../nbs/01_models.ipynb #8973a52d
 CACHE_VERSION = 2
 
 def cache_dir(cache=None) -> Path:
@@ -431,6 +435,7 @@ def model_identity(make_model:Callable, *args, **kwargs) -> dict:
     return {'factory': factory_name(make_model), 'class': type(m).__qualname__,
             'structure': hashlib.sha1((repr(m) + repr(shapes)).encode()).hexdigest()[:12]}
 
+# %% ../nbs/01_models.ipynb #6be1371c
 def assets_dir() -> Path:
     "The folder of the checkpoints that ship with the package."
     import configkd
@@ -472,6 +477,7 @@ def cached_model(kind:str, build:Callable[[], nn.Module], cache=None,
         save_model(model, path, extra={'key': key, 'kind': kind}, make_model=make_model)
     return model.cpu().eval()
 
+# %% ../nbs/01_models.ipynb #88d5e787
 def train_teacher(data_cfg:DigitsConfig|None=None, cfg:TrainConfig|None=None, split:str='teacher', progress=True, device=None) -> ConvNet:
     "Train the teacher on a Spurious Digits split (`teacher`: group-balanced, i.e. robust; `train`: biased)."
     data_cfg, cfg = data_cfg or DigitsConfig(), cfg or TrainConfig.teacher()
@@ -519,8 +525,7 @@ def check_seed(seed:int, name:str='seed') -> int:
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31: raise ValueError(f"--{name} must be a whole number in [0, 2**31), got {seed}.")
     return int(seed)
 
-# %% ../nbs/01_models.ipynb #e11b64af
-# one cell: the CLIP teacher with its preprocessing and the tiny random CLIP used on CPU to test it
+# %% ../nbs/01_models.ipynb #e0bfe1be
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image normalisation (openai/clip-vit-*)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -533,6 +538,8 @@ def clip_resize(x:torch.Tensor, size:int) -> torch.Tensor:
     top, left = (nh - size) // 2, (nw - size) // 2
     return x[..., top:top + size, left:left + size]
 
+# %% ../nbs/01_models.ipynb #f51a1179
+# one cell: the teacher's constructor, forward pass and its two loaders (from a CLIPModel, from the Hub)
 class CLIPTeacher(nn.Module):
     "A frozen transformers `CLIPModel` image encoder with a linear head: images in [0, 1] `(B, 3, H, W)` -> logits `(B, K)`."
     def __init__(self, clip,                         # a transformers `CLIPModel`
@@ -588,24 +595,29 @@ class CLIPTeacher(nn.Module):
         proc = CLIPImageProcessor.from_pretrained(name)
         return cls.zero_shot(clip, tok.input_ids, tok.attention_mask, mean=proc.image_mean, std=proc.image_std).to(dev)
 
-    @torch.no_grad()
-    def embed(self, ds:GroupedImages|torch.Tensor, bs:int=256) -> torch.Tensor:
-        "Image features `(N, D)` of a split or an image tensor, in batches, on the CPU."
-        x = ds.images if isinstance(ds, GroupedImages) else ds
-        return torch.cat([self.features(x[i:i + bs].to(self.mean.device)).cpu() for i in range(0, len(x), bs)])
+# %% ../nbs/01_models.ipynb #358edb83
+from fastcore.basics import patch
+@patch
+@torch.no_grad()
+def embed(self:CLIPTeacher, ds:GroupedImages|torch.Tensor, bs:int=256) -> torch.Tensor:
+    "Image features `(N, D)` of a split or an image tensor, in batches, on the CPU."
+    x = ds.images if isinstance(ds, GroupedImages) else ds
+    return torch.cat([self.features(x[i:i + bs].to(self.mean.device)).cpu() for i in range(0, len(x), bs)])
 
-    def fit_probe(self, ds:GroupedImages, C:float=1.0, max_iter:int=1000):   # C: inverse L2 strength of the regression
-        "Replace the head by a linear probe: logistic regression (scikit-learn, L-BFGS) on frozen features of `ds`."
-        from sklearn.linear_model import LogisticRegression
-        f, y = self.embed(ds).double().numpy(), ds.y.numpy()
-        if len(np.unique(y)) < 2: raise ValueError("`ds` must contain at least two classes to fit a linear probe.")
-        lr = LogisticRegression(C=C, max_iter=max_iter).fit(f, y)
-        w, b = torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32)
-        if len(lr.classes_) == 2: w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])   # sigmoid(z) = softmax([-z/2, z/2])
-        full_w, full_b = torch.zeros(ds.n_classes, w.shape[1]), torch.full((ds.n_classes,), -1e4)   # classes absent from ds: never predicted
-        full_w[lr.classes_], full_b[lr.classes_] = w, b
-        return self.set_head(full_w, full_b)
+@patch
+def fit_probe(self:CLIPTeacher, ds:GroupedImages, C:float=1.0, max_iter:int=1000):   # C: inverse L2 strength of the regression
+    "Replace the head by a linear probe: logistic regression (scikit-learn, L-BFGS) on frozen features of `ds`."
+    from sklearn.linear_model import LogisticRegression
+    f, y = self.embed(ds).double().numpy(), ds.y.numpy()
+    if len(np.unique(y)) < 2: raise ValueError("`ds` must contain at least two classes to fit a linear probe.")
+    lr = LogisticRegression(C=C, max_iter=max_iter).fit(f, y)
+    w, b = torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32)
+    if len(lr.classes_) == 2: w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])   # sigmoid(z) = softmax([-z/2, z/2])
+    full_w, full_b = torch.zeros(ds.n_classes, w.shape[1]), torch.full((ds.n_classes,), -1e4)   # classes absent from ds: never predicted
+    full_w[lr.classes_], full_b[lr.classes_] = w, b
+    return self.set_head(full_w, full_b)
 
+# %% ../nbs/01_models.ipynb #6699c30a
 def tiny_clip(seed:int=0, image_size:int=32, vocab_size:int=64, dim:int=32, proj:int=16):
     "A randomly initialised miniature transformers `CLIPModel` (tests and CPU demos: no download, no tokenizer)."
     from transformers import CLIPConfig, CLIPModel
