@@ -16,10 +16,10 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['WARM', 'COOL', 'NEUTRAL', 'SPLITS', 'ATTR_NAMES', 'CELEBA_SITE', 'CELEBA_SOURCE', 'WATERBIRDS_SOURCE', 'IMAGE_EXTS',
            'CELEBA_FILES', 'CELEBA_SPLITS', 'WATERBIRDS_SPLITS', 'CELEBA_HUB_REPO', 'CELEBA_HUB_CONFIG', 'check_images',
-           'check_fields', 'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names', 'raw_digits',
-           'render_digits', 'make_split', 'spurious_digits', 'border_attr', 'stroke_attr', 'digits_attr_reader',
-           'show_images', 'annotate', 'show_groups', 'drop_groups', 'load_celeba', 'load_waterbirds',
-           'load_image_folder', 'download_celeba', 'celeba_from_records', 'celeba_from_hub_folder',
+           'check_fields', 'check_seed_field', 'GroupedImages', 'DigitsConfig', 'digit_labels', 'class_names',
+           'raw_digits', 'render_digits', 'make_split', 'spurious_digits', 'border_attr', 'stroke_attr',
+           'digits_attr_reader', 'show_images', 'annotate', 'show_groups', 'drop_groups', 'load_celeba',
+           'load_waterbirds', 'load_image_folder', 'download_celeba', 'celeba_from_records', 'celeba_from_hub_folder',
            'download_celeba_hub']
 
 # %% ../nbs/00_data.ipynb #93201ade
@@ -70,6 +70,10 @@ def check_fields(cfg) -> None:
             raise TypeError(f"`{f.name}` ({type(cfg).__name__}) must be {names}, got {v!r} ({type(v).__name__}).")
         if float in want and _number(v) and not math.isfinite(v):
             raise ValueError(f"`{f.name}` ({type(cfg).__name__}) must be a finite number, got {v!r}.")
+
+def check_seed_field(cfg) -> None:
+    "A settings class's `seed`: one every generator accepts, in [0, 2**31)."
+    if not 0 <= cfg.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {cfg.seed}.")
 
 # %% ../nbs/00_data.ipynb #275e3f5a
 def _long(v, n, name):

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split, digits_attr_reader, check_fields, _whole
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, make_split, digits_attr_reader, check_fields, check_seed_field, _whole
 from .models import (pick_device, seed_everything, ConvNet, TrainConfig, fit, predict, predict_proba, logits_of, check_finite_logits, check_model,
                              cache_dir, config_key, cached_model, _atomic_dir, check_model_dir, n_params, atomic_torch_save,
                              atomic_write, get_teacher, get_erm_student, load_model, fixed_threads, key_lock, assets_dir)
@@ -64,7 +64,7 @@ class DiffusionConfig:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}.")
         if not self.warmup >= 0: raise ValueError(f"`warmup` must be a whole number >= 0, got {self.warmup}.")
-        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
+        check_seed_field(self)
         if not 0 <= self.cond_drop < 1: raise ValueError(f"`cond_drop` must lie in [0, 1), got {self.cond_drop}.")
         for k in ('steps', 'bs', 'size', 'in_ch', 'n_classes', 'timesteps', 'pool_renders'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(self, k)}.")

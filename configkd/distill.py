@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images, digits_attr_reader, check_fields
+from .data import GroupedImages, DigitsConfig, spurious_digits, make_split, check_images, digits_attr_reader, check_fields, check_seed_field
 from .models import (pick_device, seed_everything, make_student, predict, predict_proba, get_teacher, logits_of,
                              TrainConfig, n_params, atomic_torch_save, cache_dir, config_key, fixed_threads, key_lock,
                              model_identity, check_model)
@@ -92,7 +92,7 @@ class DistillConfig:
         if self.epoch_size is not None and not (fin(self.epoch_size) and self.epoch_size > 0):
             raise ValueError(f"`epoch_size` must be a finite number > 0 or None, got {self.epoch_size}.")
         if not (fin(self.purify) and 0 <= self.purify <= 1): raise ValueError(f"`purify` must lie in [0, 1], got {self.purify}.")
-        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
+        check_seed_field(self)
 
     def round_epochs(self) -> list[int]: return [self.period * (r + 1) for r in range(self.rounds)]
 
@@ -475,9 +475,10 @@ def run_method(method:str, teacher:nn.Module, data:dict[str, GroupedImages], den
     "Distil a fresh student with `method` (one of `METHODS`); returns the finished `Distiller`."
     if method not in METHODS: raise ValueError(f"unknown `method` {method!r}; choose from {list(METHODS)}.")
     if not (isinstance(data, dict) and isinstance(data.get('train'), GroupedImages)):
+        got = (type(data).__name__ if not isinstance(data, dict) else f"a dict with keys {list(data)}, no 'train'"
+               if 'train' not in data else f"a dict whose 'train' is {type(data['train']).__name__}")
         raise TypeError("`data` must be a dict of splits, {'train': GroupedImages, 'val': ..., 'test': ...} (as `spurious_digits` "
-                        f"returns), with at least 'train'; got " + (type(data).__name__ if not isinstance(data, dict) else f"a dict with keys {list(data)}, no 'train'"
-                        if 'train' not in data else f"a dict whose 'train' is {type(data['train']).__name__}") + '.')
+                        f"returns), with at least 'train'; got {got}.")
     cfg, guide, data_cfg = cfg or DistillConfig(), guide or GuideConfig(), data_cfg or DigitsConfig()
     if method in ('kd_unguided', 'kd_unguided_noise', 'kd_config', 'oracle_unguided') and den is None:
         raise ValueError(f"method {method!r} needs the diffusion model `den` (a PixelDenoiser or LatentDenoiser).")

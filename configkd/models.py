@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, check_fields, _whole
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, check_fields, check_seed_field, _whole
 
 # %% auto #0
 __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP_MEAN', 'CLIP_STD', 'pick_device',
@@ -147,7 +147,7 @@ class TrainConfig:
         if self.epochs < 1 or self.bs < 1: raise ValueError(f"`epochs` and `bs` must be >= 1, got {self.epochs}, {self.bs}.")
         if not (math.isfinite(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
         if not (math.isfinite(self.wd) and self.wd >= 0): raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
-        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
+        check_seed_field(self)
 
     @classmethod
     def tiny(cls, **kw): return cls(**{'epochs': 15, **kw})

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import GroupedImages, DigitsConfig, spurious_digits, check_fields, _whole
+from .data import GroupedImages, DigitsConfig, spurious_digits, check_fields, check_seed_field, _whole
 from .models import pick_device, seed_everything, make_student, predict, fixed_threads, logits_of, build_model
 from .errors import GroupReport, evaluate
 from .distill import kd_loss, DistillConfig, Distiller, run_method
@@ -60,7 +60,7 @@ class TabConfig:
         if not self.lr > 0: raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
         if not self.wd >= 0: raise ValueError(f"`wd` must be a finite number >= 0, got {self.wd}.")
         if self.n_init < 1: raise ValueError(f"`n_init` must be >= 1 k-means restart, got {self.n_init}.")
-        if not 0 <= self.seed < 2**31: raise ValueError(f"`seed` must lie in [0, 2**31), got {self.seed}.")
+        check_seed_field(self)
         if self.bs < 1: raise ValueError(f"`bs` must be >= 1, got {self.bs}.")
         if self.n_per_epoch is not None and self.n_per_epoch < 1: raise ValueError(f"`n_per_epoch` must be >= 1 or None, got {self.n_per_epoch}.")
         if self.k < 2: raise ValueError(f"`k` must be >= 2 clusters per class, got {self.k}.")
