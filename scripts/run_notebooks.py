@@ -12,6 +12,8 @@ Torch runs on one thread (OMP_NUM_THREADS=1 unless set), as `scripts/test.sh` ru
     python scripts/run_notebooks.py --nb '0[0-3]_*'      # only these (a glob in nbs/, or a file path)
     python scripts/run_notebooks.py --check              # exit 1 if an output is stale or missing (no execution)
     python scripts/run_notebooks.py --timeout 600        # seconds allowed per cell
+    CONFIGKD_SLOW=1 python scripts/run_notebooks.py --nb 08_own_data.ipynb --flags slow   # also run (and keep) `#| slow` cells
+    python scripts/run_notebooks.py --nb '08*' --cell_times   # print each code cell's wall time
 
 Exits 1 when a cell fails, when a notebook grows over 1 MB, or (with --check) naming every stale notebook.
 """
@@ -133,7 +135,9 @@ _mpl.rcParams['savefig.dpi'] = 'figure'
 del _mpl
 """
 
-def _skip_flags() -> set: return set(_config().tst_flags.split())
+def _skip_flags(run_flags=()) -> set:
+    "The flags whose cells are skipped: settings.ini `tst_flags` less the ones asked for with `--flags`."
+    return set(_config().tst_flags.split()) - set(run_flags)
 
 def skipped(cell, flags) -> bool:
     "Whether `nbdev_test` would skip `cell` (same rules as nbdev.test.test_nb)."
@@ -146,14 +150,14 @@ def skipped(cell, flags) -> bool:
 
 class CellError(Exception): pass
 
-def execute(path: Path, timeout=None):
+def execute(path: Path, timeout=None, run_flags=(), cell_times=False):
     "Run notebook `path` in this process; return it with fresh outputs (raises `CellError` naming the cell)."
     from execnb.nbio import read_nb
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'
     os.environ.setdefault('IN_TEST', '1')   # as under nbdev_test
-    nb, flags = read_nb(path), _skip_flags()
+    nb, flags = read_nb(path), _skip_flags(run_flags)
     shell = CaptureShell(path, mpl_format='png', timeout=timeout)
     shell.run(f"import sys; sys.path.insert(0, {str(ROOT)!r})")
     shell.run(SETUP)
@@ -164,6 +168,7 @@ def execute(path: Path, timeout=None):
             if cell.cell_type != 'code': continue
             cell.outputs, cell.execution_count = [], None
             if skipped(cell, flags): continue
+            t0 = time.time()
             try: outs = shell.run(cell.source, timeout=timeout)
             except TimeoutError: raise CellError(f'{path.name}, cell {i}: still running after {timeout} s (--timeout)') from None
             if shell.exc is not None:
@@ -172,20 +177,23 @@ def execute(path: Path, timeout=None):
                 tb = ''.join(''.join(o['traceback']) for o in outs if o['output_type'] == 'error')
                 raise CellError(f'{path.name}, cell {i} failed:\n{cell.source}\n\n{tb}')
             cell.outputs = clean_outputs(outs)
+            if cell_times: sys.stderr.write(f'{path.name} cell {i}: {time.time() - t0:.1f} s\n')
     return nb
 
-def run_one(path: Path, timeout=None) -> int:
+def run_one(path: Path, timeout=None, run_flags=(), cell_times=False) -> int:
     "Child process: execute `path` and write it back (unchanged on failure)."
-    try: nb = execute(path, timeout)
+    try: nb = execute(path, timeout, run_flags, cell_times)
     except CellError as e:
         sys.stderr.write(f'run_notebooks: error: {e}\nThe notebook was left unchanged.\n'); return 1
     path.write_text(finish(nb), encoding='utf-8')
     return 0
 
-def run_in_child(path: Path, timeout=None) -> tuple:
+def run_in_child(path: Path, timeout=None, run_flags=(), cell_times=False) -> tuple:
     "Run `path` in a fresh interpreter (as nbdev_test's workers do); returns (ok, seconds)."
     cmd = [sys.executable, str(Path(__file__).resolve()), '--_child', str(path)]
     if timeout: cmd += ['--timeout', str(timeout)]
+    if run_flags: cmd += ['--flags', ' '.join(run_flags)]
+    if cell_times: cmd += ['--cell_times']
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
     env.setdefault('OMP_NUM_THREADS', '1')   # as scripts/test.sh runs nbdev_test: results match it bit for bit
     t = time.time()
@@ -218,11 +226,11 @@ def check(paths) -> int:
     else: print(f'outputs are current in {len(paths)} notebooks.')
     return 1 if bad else 0
 
-def run_all(paths, timeout=None) -> int:
+def run_all(paths, timeout=None, run_flags=(), cell_times=False) -> int:
     "Run every notebook, report its size and wall time; 1 if one failed or is over 1 MB."
     failed = []
     for p in paths:
-        ok, secs = run_in_child(Path(p), timeout)
+        ok, secs = run_in_child(Path(p), timeout, run_flags, cell_times)
         size = Path(p).stat().st_size
         status = 'ok' if ok else 'FAILED'
         if ok and size > MAX_BYTES: status = 'TOO BIG (reduce figure sizes or printed output)'
@@ -237,11 +245,17 @@ def main(argv=None):
     ap.add_argument('--nb', action='append', metavar='PATTERN', help='notebooks to run or check: a glob in nbs/ or a path (repeatable)')
     ap.add_argument('--check', action='store_true', help='check that committed outputs are current; execute nothing')
     ap.add_argument('--timeout', type=int, default=1800, help='seconds allowed per cell (default 1800)')
+    ap.add_argument('--flags', default='', metavar='FLAGS',
+                    help='also run cells with these flags and keep their outputs, e.g. "slow" (space separated, from settings.ini tst_flags)')
+    ap.add_argument('--cell_times', action='store_true', help="print each code cell's wall time to stderr")
     ap.add_argument('--_child', help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.timeout <= 0: ap.error('--timeout must be positive')
-    if args._child: return run_one(Path(args._child), args.timeout)
+    run_flags, known = args.flags.split(), set(_config().tst_flags.split())
+    if unknown := [f for f in run_flags if f not in known]:
+        ap.error(f"--flags {' '.join(unknown)}: not a flag of settings.ini tst_flags; use some of: {' '.join(sorted(known))}")
+    if args._child: return run_one(Path(args._child), args.timeout, run_flags, args.cell_times)
     paths = select_notebooks(args.nb)
-    return check(paths) if args.check else run_all(paths, args.timeout)
+    return check(paths) if args.check else run_all(paths, args.timeout, run_flags, args.cell_times)
 
 if __name__ == '__main__': sys.exit(main())

@@ -101,6 +101,19 @@ def test_runner_writes_outputs_and_hash_that_nbdev_clean_keeps(tmp_path):
     assert path.read_text(encoding='utf-8') == before, 'nbdev_clean changed what the runner wrote'
     assert rn.problems(path) == []
 
+def test_runner_runs_flagged_cells_only_when_asked(tmp_path):
+    "`--flags slow` runs the `#| slow` cells too and keeps their output; an unknown flag is refused before anything runs."
+    path = _write(tmp_path/'00_tiny.ipynb', _nb([('md', '# Tiny\n> a test')] + TINY[:4]))
+    before = path.read_text(encoding='utf-8')
+    r = _script('run_notebooks.py', '--nb', path, '--flags', 'slowly')
+    assert r.returncode == 2 and '--flags slowly' in r.stderr and 'slow' in r.stderr
+    assert path.read_text(encoding='utf-8') == before
+    r = _script('run_notebooks.py', '--nb', path, '--flags', 'slow', '--cell_times', '--timeout', 60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code = [c for c in json.loads(path.read_text(encoding='utf-8'))['cells'] if c['cell_type'] == 'code']
+    assert code[3]['outputs'][0]['text'] == ['never run\n']
+    assert re.search(r'00_tiny.ipynb cell \d+: [\d.]+ s', r.stderr)
+
 def test_large_pngs_are_shrunk_small_ones_kept():
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt, numpy as np
