@@ -27,7 +27,7 @@ from .tab import TabConfig, run_tab, distillation_set
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'EXTRA_METHODS', 'METHOD_NAMES', 'DIFFUSION_METHODS', 'BUDGET_COLS', 'PAPER_TABLE1', 'CELEBA_PROMPTS',
            'CELEBA_METHODS', 'BenchConfig', 'BenchContext', 'prepare', 'run_one', 'check_out', 'default_workers',
-           'cpu_model', 'run_benchmark', 'results_frame', 'summary_table', 'budget_frame', 'markdown_table',
+           'cpu_model', 'cpu_isa', 'run_benchmark', 'results_frame', 'summary_table', 'budget_frame', 'markdown_table',
            'plot_bench_groups', 'plot_bench_rounds', 'plot_generated', 'save_results', 'bench_cli', 'CelebAConfig',
            'celeba_context', 'celeba_run', 'run_celeba', 'celeba_table', 'celeba_cli']
 
@@ -89,7 +89,6 @@ class BenchConfig:
                 'diffusion': asdict(self.diffusion_cfg())}
 
 # %% ../nbs/07_benchmark.ipynb #7918d148
-# one cell: the benchmark context and one run of one method (with its budget accounting)
 @dataclass
 class BenchContext:
     "What every run of a study shares."
@@ -109,6 +108,7 @@ def prepare(bc:BenchConfig, progress:bool=True) -> BenchContext:
         checker = get_digit_checker(bc.data, progress=progress)
     return BenchContext(bc, data, teacher, den, checker)
 
+# %% ../nbs/07_benchmark.ipynb #0ffe1dfd
 def _row(method:str, seed:int, model, test:GroupedImages, seconds:float, **extra) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); rep = evaluate(model, test)
@@ -139,6 +139,7 @@ def _distiller_extra(d) -> dict:
         out['generation'] = {c: round(float(d.rounds[c].mean()), 4) for c in cols} | {'pool': int(d.rounds.pool.iloc[-1])}
     return out
 
+# %% ../nbs/07_benchmark.ipynb #e36647b3
 def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict:
     "Train (or load) the student of `method` for `seed` and evaluate it on the test split: one row of the results."
     if method not in BENCH_METHODS + EXTRA_METHODS:
@@ -171,7 +172,6 @@ def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict
                 tab={k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.quality.items()})
 
 # %% ../nbs/07_benchmark.ipynb #e3f63006
-# one cell: run_benchmark with its helpers for atomic files, worker processes and timing; they exist only for it
 def _atomic_write(path:Path, text:str): atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 def check_out(out) -> Path:
@@ -204,6 +204,13 @@ def cpu_model() -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+def cpu_isa() -> str:
+    "The vector instruction sets torch's CPU kernels choose between (AVX2, AVX-512, AMX), from /proc/cpuinfo; '' if unknown."
+    try: flags = next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':', 1)[1].split()
+    except (OSError, StopIteration): return ''
+    return ' '.join(f for f in ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile') if f in flags)
+
+# %% ../nbs/07_benchmark.ipynb #3cf084a9
 def _watch_parent(ppid:int):
     "End this worker when the process that started it is gone (a killed study must not leave workers behind)."
     import threading
@@ -229,6 +236,25 @@ def _waves(bc:BenchConfig, done:set) -> list[list[tuple[str, int]]]:
     todo = [(m, s) for m in bc.methods for s in (bc.seeds[:1] if m == 'teacher' else bc.seeds) if (m, s) not in done]
     return [[j for j in todo if j[0] != 'kd_config_tab'], [j for j in todo if j[0] == 'kd_config_tab']]
 
+# %% ../nbs/07_benchmark.ipynb #01ad4839
+def _write_run_info(out:Path, bc:BenchConfig, ctx:BenchContext, command, seconds:float, n_runs:int, stages:list):
+    "Write run_info.json: this call (command, timings, machine, model fingerprints) on top, earlier calls kept below."
+    info = {'command': ' '.join([Path(sys.argv[0]).name] + sys.argv[1:]) if command is None else command,
+            'wall_seconds': round(seconds, 1), 'runs_this_call': n_runs, 'stages': stages,
+            'workers': bc.workers, 'threads_per_worker': compute_threads(), 'cpu': cpu_model(), 'cpu_isa': cpu_isa(),
+            'machine': f"{platform.machine()}, {os.cpu_count()} CPU threads, "
+            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
+            'torch': torch.__version__, 'python': platform.python_version(), 'teacher': fingerprint(ctx.teacher),
+            'diffusion': None if ctx.den is None else fingerprint(ctx.den), 'seeds': list(bc.seeds), 'methods': list(bc.methods)}
+    info_path = out/'run_info.json'                        # this call on top; earlier calls (their timings) kept below
+    try: prev = json.loads(info_path.read_text()) if info_path.exists() else None
+    except ValueError:
+        warnings.warn(f"{info_path} was truncated; the timings of earlier calls in it are lost."); prev = None
+    info['earlier_calls'] = (prev.pop('earlier_calls', []) + [prev]) if prev else []
+    _atomic_write(info_path, json.dumps(info, indent=1))
+
+# %% ../nbs/07_benchmark.ipynb #21749b65
+# one cell: the study's resume check, its run files and the worker pool that fills them are read together
 def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchContext|None=None,
                   command:str|None=None) -> list[dict]:   # the command line recorded in run_info.json (default: sys.argv)
     "Run every `(method, seed)` of `bc` not yet in `out`, one JSON file each; returns all rows of the study."
@@ -274,19 +300,7 @@ def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchC
                 for f in futs: finish(f.result())
     bar.close()
     rows = [json.loads(run_path(m, s).read_text()) for m in bc.methods for s in (bc.seeds[:1] if m == 'teacher' else bc.seeds)]
-    info = {'command': ' '.join([Path(sys.argv[0]).name] + sys.argv[1:]) if command is None else command,
-            'wall_seconds': round(time.time() - t_start, 1), 'runs_this_call': sum(map(len, waves)), 'stages': stages,
-            'workers': bc.workers, 'threads_per_worker': compute_threads(), 'cpu': cpu_model(),
-            'machine': f"{platform.machine()}, {os.cpu_count()} CPU threads, "
-            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
-            'torch': torch.__version__, 'python': platform.python_version(), 'teacher': fingerprint(ctx.teacher),
-            'diffusion': None if ctx.den is None else fingerprint(ctx.den), 'seeds': list(bc.seeds), 'methods': list(bc.methods)}
-    info_path = out/'run_info.json'                        # this call on top; earlier calls (their timings) kept below
-    try: prev = json.loads(info_path.read_text()) if info_path.exists() else None
-    except ValueError:
-        warnings.warn(f"{info_path} was truncated; the timings of earlier calls in it are lost."); prev = None
-    info['earlier_calls'] = (prev.pop('earlier_calls', []) + [prev]) if prev else []
-    _atomic_write(info_path, json.dumps(info, indent=1))
+    _write_run_info(out, bc, ctx, command, time.time() - t_start, sum(map(len, waves)), stages)
     return rows
 
 # %% ../nbs/07_benchmark.ipynb #00f7f66d

