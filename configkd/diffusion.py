@@ -30,9 +30,30 @@ __all__ = ['BETA_SCHEDULES', 'DIFFUSION_CACHE_VERSION', 'PREDICTION_TYPES', 'Dif
            'read_attrs', 'source_ids', 'config_round', 'round_summary']
 
 # %% ../nbs/04_guided_diffusion.ipynb #fb8dffd3
-# one cell: DiffusionConfig and its field checks (most of the lines), with the fit check against a dataset
 BETA_SCHEDULES = ('linear', 'scaled_linear', 'squaredcos_cap_v2')   # the DDPM schedules diffusers implements
 
+def _check_diffusion_config(cfg):
+    "Refuse a `DiffusionConfig` whose fields cannot build or train a UNet (the error names the field)."
+    check_fields(cfg)
+    cfg.channels = tuple(cfg.channels)
+    if not (cfg.channels and all(_whole(w) and w >= 1 for w in cfg.channels)):
+        raise ValueError(f"`channels` must be one or more whole numbers >= 1 (a UNet width per level), got {cfg.channels}.")
+    if not cfg.layers_per_block >= 1: raise ValueError(f"`layers_per_block` must be >= 1, got {cfg.layers_per_block}.")
+    if not (cfg.norm_groups >= 1 and all(w % cfg.norm_groups == 0 for w in cfg.channels)):
+        raise ValueError(f"`norm_groups` must be >= 1 and divide every width in `channels` {cfg.channels}, got {cfg.norm_groups}.")
+    if cfg.beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}, got {cfg.beta_schedule!r}.")
+    if not cfg.warmup >= 0: raise ValueError(f"`warmup` must be a whole number >= 0, got {cfg.warmup}.")
+    check_seed_field(cfg)
+    if not 0 <= cfg.cond_drop < 1: raise ValueError(f"`cond_drop` must lie in [0, 1), got {cfg.cond_drop}.")
+    for k in ('steps', 'bs', 'size', 'in_ch', 'n_classes', 'timesteps', 'pool_renders'):
+        if not (isinstance(getattr(cfg, k), int) and getattr(cfg, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(cfg, k)}.")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {cfg.lr}.")
+    if not 0 <= cfg.ema < 1: raise ValueError(f"`ema` must lie in [0, 1), got {cfg.ema}.")
+    if cfg.size % 2 ** (len(cfg.channels) - 1):
+        raise ValueError(f"`size` {cfg.size} must be divisible by {2 ** (len(cfg.channels) - 1)} for a UNet with {len(cfg.channels)} levels.")
+
+# %% ../nbs/04_guided_diffusion.ipynb #d22c5cf4
 @dataclass
 class DiffusionConfig:
     "How the class-conditional pixel diffusion model is built and trained."
@@ -53,25 +74,7 @@ class DiffusionConfig:
     pool_renders:int = 10            # renders of each pool digit (more colour/shift variety than the default 3)
     seed:int = 0                     # initialisation, batching and noise seed
 
-    def __post_init__(self):
-        check_fields(self)
-        self.channels = tuple(self.channels)
-        if not (self.channels and all(_whole(c) and c >= 1 for c in self.channels)):
-            raise ValueError(f"`channels` must be one or more whole numbers >= 1 (a UNet width per level), got {self.channels}.")
-        if not self.layers_per_block >= 1: raise ValueError(f"`layers_per_block` must be >= 1, got {self.layers_per_block}.")
-        if not (self.norm_groups >= 1 and all(c % self.norm_groups == 0 for c in self.channels)):
-            raise ValueError(f"`norm_groups` must be >= 1 and divide every width in `channels` {self.channels}, got {self.norm_groups}.")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}.")
-        if not self.warmup >= 0: raise ValueError(f"`warmup` must be a whole number >= 0, got {self.warmup}.")
-        check_seed_field(self)
-        if not 0 <= self.cond_drop < 1: raise ValueError(f"`cond_drop` must lie in [0, 1), got {self.cond_drop}.")
-        for k in ('steps', 'bs', 'size', 'in_ch', 'n_classes', 'timesteps', 'pool_renders'):
-            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"`{k}` must be a whole number >= 1, got {getattr(self, k)}.")
-        if not (math.isfinite(self.lr) and self.lr > 0): raise ValueError(f"`lr` must be a finite number > 0, got {self.lr}.")
-        if not 0 <= self.ema < 1: raise ValueError(f"`ema` must lie in [0, 1), got {self.ema}.")
-        if self.size % 2 ** (len(self.channels) - 1):
-            raise ValueError(f"`size` {self.size} must be divisible by {2 ** (len(self.channels) - 1)} for a UNet with {len(self.channels)} levels.")
+    def __post_init__(self): _check_diffusion_config(self)
 
     @property
     def null_class(self) -> int: return self.n_classes
@@ -93,6 +96,7 @@ class DiffusionConfig:
         if h != w: raise ValueError(f"the diffusion model needs square images, `ds` holds {h}×{w}: crop or resize them.")
         return cls(**{'size': h, 'in_ch': c, 'n_classes': int(ds.cls.max()) + 1 if len(ds) else 1, **kw})
 
+# %% ../nbs/04_guided_diffusion.ipynb #f01ec85d
 def check_fits(cfg:DiffusionConfig, ds:GroupedImages):
     "Refuse a config that does not fit the data, before any training (the error names both)."
     c, h, w = ds.shape
@@ -203,7 +207,6 @@ def train_diffusion(cfg:DiffusionConfig|None=None, data_cfg:DigitsConfig|None=No
     return st['ema'].eval().cpu(), st['hist']
 
 # %% ../nbs/04_guided_diffusion.ipynb #c0c44ddd
-# one cell: the diffusion model's cache key, save, load and lookup must agree on one folder layout
 DIFFUSION_CACHE_VERSION = 2
 
 def diffusion_key(cfg:DiffusionConfig, data_cfg:DigitsConfig|None=None) -> str:
@@ -223,6 +226,7 @@ def save_diffusion(unet, path, cfg:DiffusionConfig, data_cfg:DigitsConfig|None=N
         (d/'configkd.json').write_text(json.dumps(meta, indent=1, default=list))
     _atomic_dir(Path(path), write)
 
+# %% ../nbs/04_guided_diffusion.ipynb #0d8527d4
 def load_diffusion(path, device=None):
     "Load `(unet, cfg, meta)` saved by `save_diffusion`; clear errors for missing or corrupt folders."
     from diffusers import UNet2DModel
@@ -243,6 +247,7 @@ def load_diffusion(path, device=None):
         raise ValueError(f"{path/'configkd.json'} holds settings this configkd cannot read ({e}); retrain or save the model again.") from None
     return unet.eval().requires_grad_(False).to(pick_device(device) if device is not None else 'cpu'), cfg, meta
 
+# %% ../nbs/04_guided_diffusion.ipynb #e9bb9c7b
 def committed_diffusion_path(key:str|None=None) -> Path|None:
     "The default shipped checkpoint (`configkd/assets/diffusion_digits16`), or the shipped one whose cache key is `key` (None if none)."
     root = assets_dir()
