@@ -108,7 +108,7 @@ def prepare(bc:BenchConfig, progress:bool=True) -> BenchContext:
         checker = get_digit_checker(bc.data, progress=progress)
     return BenchContext(bc, data, teacher, den, checker)
 
-# %% ../nbs/07_benchmark.ipynb #0ffe1dfd
+# %% ../nbs/07_benchmark.ipynb #1c07c881
 def _row(method:str, seed:int, model, test:GroupedImages, seconds:float, **extra) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); rep = evaluate(model, test)
@@ -139,7 +139,7 @@ def _distiller_extra(d) -> dict:
         out['generation'] = {c: round(float(d.rounds[c].mean()), 4) for c in cols} | {'pool': int(d.rounds.pool.iloc[-1])}
     return out
 
-# %% ../nbs/07_benchmark.ipynb #e36647b3
+# %% ../nbs/07_benchmark.ipynb #44e7de9c
 def run_one(method:str, seed:int, ctx:BenchContext, progress:bool=False) -> dict:
     "Train (or load) the student of `method` for `seed` and evaluate it on the test split: one row of the results."
     if method not in BENCH_METHODS + EXTRA_METHODS:
@@ -196,21 +196,21 @@ def _read_json(path:Path, what:str, cost:str):
     except ValueError as e:
         raise ValueError(f"{path} ({what}) is corrupt or truncated ({e}); delete it: {cost}.") from None
 
+def _cpuinfo(key:str) -> str|None:
+    "The value of the first `key` line of /proc/cpuinfo (Linux), None where there is none."
+    try: return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith(key)), None)
+    except OSError: return None
+
 def cpu_model() -> str:
     "The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo('model name') or platform.processor() or platform.machine()
 
 def cpu_isa() -> str:
     "The vector instruction sets torch's CPU kernels choose between (AVX2, AVX-512, AMX), from /proc/cpuinfo; '' if unknown."
-    try: flags = next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':', 1)[1].split()
-    except (OSError, StopIteration): return ''
+    flags = (_cpuinfo('flags') or '').split()
     return ' '.join(f for f in ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile') if f in flags)
 
-# %% ../nbs/07_benchmark.ipynb #3cf084a9
+# %% ../nbs/07_benchmark.ipynb #7a5da27a
 def _watch_parent(ppid:int):
     "End this worker when the process that started it is gone (a killed study must not leave workers behind)."
     import threading
@@ -236,7 +236,7 @@ def _waves(bc:BenchConfig, done:set) -> list[list[tuple[str, int]]]:
     todo = [(m, s) for m in bc.methods for s in (bc.seeds[:1] if m == 'teacher' else bc.seeds) if (m, s) not in done]
     return [[j for j in todo if j[0] != 'kd_config_tab'], [j for j in todo if j[0] == 'kd_config_tab']]
 
-# %% ../nbs/07_benchmark.ipynb #01ad4839
+# %% ../nbs/07_benchmark.ipynb #4387e648
 def _write_run_info(out:Path, bc:BenchConfig, ctx:BenchContext, command, seconds:float, n_runs:int, stages:list):
     "Write run_info.json: this call (command, timings, machine, model fingerprints) on top, earlier calls kept below."
     info = {'command': ' '.join([Path(sys.argv[0]).name] + sys.argv[1:]) if command is None else command,
@@ -253,7 +253,7 @@ def _write_run_info(out:Path, bc:BenchConfig, ctx:BenchContext, command, seconds
     info['earlier_calls'] = (prev.pop('earlier_calls', []) + [prev]) if prev else []
     _atomic_write(info_path, json.dumps(info, indent=1))
 
-# %% ../nbs/07_benchmark.ipynb #21749b65
+# %% ../nbs/07_benchmark.ipynb #6e87493a
 # one cell: the study's resume check, its run files and the worker pool that fills them are read together
 def run_benchmark(bc:BenchConfig, out, progress:bool=True, log=print, ctx:BenchContext|None=None,
                   command:str|None=None) -> list[dict]:   # the command line recorded in run_info.json (default: sys.argv)
