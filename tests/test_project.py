@@ -57,3 +57,14 @@ def test_notebooks_install_the_colab_extra_and_guard_the_export():
         src = ''.join(''.join(c['source']) for c in json.loads(f.read_text())['cells'])
         if 'nbdev_export()' in src: assert "if Path('../settings.ini').exists()" in src, f.name
         if 'google.colab' in src: assert '"configkd[colab] @ git+https://github.com/configkd/configkd.git"' in src, f.name
+
+
+def test_cpu_speed_factor_scales_the_notebook_budgets():
+    "scripts/cpu_speed.py prints one factor >= 1 that scripts/test.sh multiplies every notebook budget by."
+    import subprocess, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root/'scripts'/'cpu_speed.py'), '--factor'], capture_output=True, text=True, check=True).stdout
+    assert float(out) >= 1.0
+    sh = (root/'scripts'/'test.sh').read_text()
+    assert 'cpu_speed.py --factor' in sh and "budget.get(m.group(1), 150) * f" in sh
