@@ -231,3 +231,31 @@ def test_cli_refuses_ignored_or_absurd_options(tmp_path, cmd, msg):
     assert r.returncode == 2, r.stderr[-2000:]
     assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists() and not (tmp_path/'cache').exists()
+
+
+_CONCURRENT_BUILD = r'''
+import sys, time, torch
+from pathlib import Path
+from configkd.models import cached_model, make_student
+log = Path(sys.argv[2])
+def build():
+    with open(log, 'a') as f: f.write('built\n')
+    time.sleep(1.0)                                   # a slow build: the other processes arrive while it runs
+    torch.manual_seed(0); return make_student(2)
+m = cached_model('race_probe', build, cache=sys.argv[1], use_committed=False, n=1)
+print(float(sum(p.double().sum() for p in m.parameters())))
+'''
+
+def test_concurrent_processes_build_a_cached_model_once_and_all_load_it(tmp_path):
+    "Four processes asking the cache for the same model at once: one builds and saves it, the others wait and load it."
+    import subprocess, sys
+    script, log, cache = tmp_path/'race.py', tmp_path/'builds.txt', tmp_path/'cache'
+    script.write_text(_CONCURRENT_BUILD)
+    procs = [subprocess.Popen([sys.executable, str(script), str(cache), str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-400:] for _, e in outs]
+    assert log.read_text().count('built') == 1
+    sums = {o.strip() for o, _ in outs}
+    assert len(sums) == 1, sums                                  # every process holds the same weights
+    assert not [p.name for p in cache.iterdir() if '.tmp' in p.name or '.old' in p.name]   # no leftovers
