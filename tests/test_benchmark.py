@@ -145,3 +145,33 @@ def test_committed_default_results_reproduce(tmp_path, monkeypatch):
         for g in want['group_acc']:
             if same_cpu: assert row['group_acc'][g] == want['group_acc'][g], (m, g)
             else: assert abs(row['group_acc'][g] - want['group_acc'][g]) <= 0.06, (m, g, row['group_acc'][g], want['group_acc'][g])
+
+
+_PARENT = r'''
+import multiprocessing as mp, os, sys, time
+from configkd.benchmark import _watch_parent
+def worker(ppid):
+    _watch_parent(ppid)
+    time.sleep(600)                                   # a worker that would idle on after its parent dies
+if __name__ == '__main__':
+    p = mp.get_context('spawn').Process(target=worker, args=(os.getpid(),)); p.start()
+    print(p.pid, flush=True); time.sleep(600)
+'''
+
+def test_a_killed_study_leaves_no_worker_behind(tmp_path):
+    "SIGKILL of the process that started a benchmark worker (as `configkd_bench --workers 2` does): the worker ends itself."
+    import os, signal, subprocess, sys, time
+    script = tmp_path/'parent.py'; script.write_text(_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    child = int(parent.stdout.readline())
+    time.sleep(3)
+    os.kill(child, 0)                                  # the worker runs while its parent lives
+    parent.send_signal(signal.SIGKILL); parent.wait()
+    for _ in range(40):
+        try: os.kill(child, 0)
+        except ProcessLookupError: break
+        try: os.waitpid(child, os.WNOHANG)             # reap it if it was re-parented to us
+        except ChildProcessError: pass
+        time.sleep(0.5)
+    else:
+        os.kill(child, signal.SIGKILL); raise AssertionError('the worker outlived its killed parent by 20 s')
