@@ -2,21 +2,20 @@
 
 `scripts/test.sh` multiplies each notebook's CPU budget by it, so that a budget catches a notebook that grew slower,
 not a machine that is slower: the same notebooks took 2.1-2.3x as long on an AVX2-only AMD EPYC as on the AVX-512
-Intel Xeon the budgets were set on. The workload is what the notebooks spend their time on: training a small conv
+Intel Xeon the budgets were set on. The workload is what the notebooks spend their time on: training configkd's student conv
 net at one thread (as every configkd training path runs). Prints the seconds and the factor; `--factor` prints the
 factor only.
 """
 import argparse, time
 import torch, torch.nn as nn
+from configkd.models import make_student
 
-REFERENCE_S = 1.60  # seconds of `workload()` on the reference machine (2-core Intel Xeon, AVX-512): 1.58-1.62 alone
+REFERENCE_S = 1.00  # seconds of `workload()` on the reference machine (2-core Intel Xeon, AVX-512): 0.93-1.04 alone
 
 def workload(reps:int=3) -> float:
-    "Median seconds of 20 SGD steps (batch 128, 32x32 RGB) of a four-layer conv net, one thread."
+    "Median seconds of 20 AdamW steps (batch 128, 32x32 RGB) of configkd's student `ConvNet`, one thread."
     torch.set_num_threads(1); torch.manual_seed(0)
-    layers, c = [], 3
-    for w, s in ((24, 1), (24, 2), (48, 2), (48, 2)): layers += [nn.Conv2d(c, w, 3, s, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]; c = w
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 3))
+    net = make_student(3)
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
     x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 3, (128,))
     def steps(n):
