@@ -259,3 +259,52 @@ def test_concurrent_processes_build_a_cached_model_once_and_all_load_it(tmp_path
     sums = {o.strip() for o, _ in outs}
     assert len(sums) == 1, sums                                  # every process holds the same weights
     assert not [p.name for p in cache.iterdir() if '.tmp' in p.name or '.old' in p.name]   # no leftovers
+
+
+_CONCURRENT_STORE = '''
+import sys, torch
+from configkd.store import GenStore
+torch.set_num_threads(1)
+st, who = GenStore(sys.argv[1]), int(sys.argv[2])
+for i in range(60):                                  # every process writes its own shards and rewrites one shared shard
+    for name in (f'w{who}-{i:03d}', 'shared'):
+        st.write(name, torch.full((2, 3, 4, 4), who / 4), [{'round': 0, 'src': who, 'y': 0}, {'round': 0, 'src': who, 'y': 1}])
+print('ok')
+'''
+
+def test_concurrent_store_writes_keep_each_others_files(tmp_path):
+    "Four processes writing shards into one store at once: none deletes another's live temporary file, nothing is left over."
+    import subprocess, sys
+    script, root = tmp_path/'w.py', tmp_path/'store'
+    script.write_text(_CONCURRENT_STORE)
+    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-600:] for _, e in outs]
+    st = GenStore(root)
+    assert len(st.names()) == 4 * 60 + 1
+    assert all(len(st.read(n)[0]) == 2 for n in st.names())             # every shard whole and readable
+    assert not [p.name for p in root.rglob('*') if p.name.endswith('.tmp')]
+
+def test_stale_temporary_files_removed_live_ones_kept(tmp_path):
+    "A killed writer's temporary file is removed by the next write of that shard; a live process's is left alone."
+    import subprocess, sys
+    st = GenStore(tmp_path/'s'); p = st.path('r000-00000'); p.parent.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, '-c', 'pass']); dead.wait()
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        stale, busy = p.parent/f'.{p.name}.{dead.pid}.abc.tmp', p.parent/f'.{p.name}.{live.pid}.abc.tmp'
+        stale.write_bytes(b'half'); busy.write_bytes(b'half')
+        st.write('r000-00000', torch.rand(1, 3, 4, 4), [{'round': 0, 'src': 0, 'y': 0}])
+        assert not stale.exists() and busy.exists()
+    finally: live.kill(); live.wait()
+
+def test_truncated_diffusion_training_state_named(tmp_path):
+    "A training state cut short (a full disk, a killed copy) is named with what deleting it costs, not a raw unpickling error."
+    ds, cfg, st = GroupedImages(torch.rand(8, 3, 16, 16), [0, 1] * 4), DiffusionConfig.tiny(steps=4, bs=4), tmp_path/'state.pt'
+    class Stop(Exception): pass
+    def stop(step, ema, h): raise Stop
+    with pytest.raises(Stop): train_diffusion(cfg, ds=ds, ckpt=st, ckpt_every=2, on_ckpt=stop, progress=False)
+    st.write_bytes(st.read_bytes()[:st.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"training state .*state\.pt is corrupt or truncated .*delete it to restart from step 0"):
+        train_diffusion(cfg, ds=ds, ckpt=st, ckpt_every=2, progress=False)
