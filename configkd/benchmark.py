@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .data import DigitsConfig, spurious_digits, GroupedImages, digits_attr_reader, check_fields
 from .models import (pick_device, get_teacher, get_erm_student, TrainConfig, predict, atomic_write, cli_errors,
-                             compute_threads)
+                             compute_threads, check_writable)
 from .errors import evaluate
 from .diffusion import (PixelDenoiser, DiffusionConfig, GuideConfig, get_diffusion, get_digit_checker, committed_diffusion_path,
                                 diffusion_key)
@@ -178,11 +178,7 @@ def check_out(out) -> Path:
     "Refuse an output folder that is a file or cannot be written (before anything is written)."
     out = Path(out)
     if out.exists() and not out.is_dir(): raise ValueError(f"`out` {str(out)!r} is a file; give a folder.")
-    probe = out
-    while not probe.exists(): probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"`out` {str(out)!r} is not writable (no write permission on {str(probe)!r}); choose another folder.")
-    return out
+    return check_writable(out, '`out`')
 
 def default_workers() -> int:
     "Parallel runs by default: one single-thread worker per CPU core (at most 8) without a GPU, one with a GPU."

@@ -22,10 +22,11 @@ __all__ = ['THREADS_ENV', 'MODEL_MARKERS', 'CACHE_VERSION', 'USER_ERRORS', 'CLIP
            'seed_everything', 'compute_threads', 'fixed_threads', 'Normalize', 'ConvNet', 'make_student',
            'make_teacher', 'n_params', 'BasicBlock', 'ResNet18', 'resnet18', 'TrainConfig', 'logits_of', 'build_model',
            'check_model', 'forward_logits', 'check_finite_logits', 'model_device', 'fit', 'predict', 'predict_proba',
-           'group_accuracy', 'check_model_dir', 'atomic_write', 'remove_stale_tmp', 'atomic_torch_save', 'factory_name',
-           'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock', 'model_identity', 'assets_dir',
-           'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher', 'train_erm_student',
-           'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher', 'tiny_clip']
+           'group_accuracy', 'check_model_dir', 'check_writable', 'atomic_write', 'remove_stale_tmp',
+           'atomic_torch_save', 'factory_name', 'save_model', 'load_model', 'cache_dir', 'config_key', 'key_lock',
+           'model_identity', 'assets_dir', 'committed_model_path', 'cached_model', 'train_teacher', 'get_teacher',
+           'train_erm_student', 'get_erm_student', 'cli_errors', 'check_seed', 'clip_resize', 'CLIPTeacher',
+           'tiny_clip']
 
 # %% ../nbs/01_models.ipynb #f0136495
 def pick_device(device:str|torch.device|None=None) -> torch.device:
@@ -286,10 +287,8 @@ def check_model_dir(path, what:str='`path`') -> Path:
     if path.is_dir() and any(path.iterdir()) and not _owned(path):
         raise ValueError(f"{what} {str(path)!r} holds files that configkd did not write; it is never replaced. "
                          "Give a new or empty folder.")
-    probe = path
-    while not probe.exists(): probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK): raise ValueError(f"{what} {str(path)!r} is not writable (no write permission on {str(probe)!r}).")
-    return path
+    return check_writable(path, what)
+
 
 def _chmod_tree(d:Path):
     "Folders 0755, files 0644: a shared cache stays readable to other users (mkdtemp creates 0700)."
@@ -311,6 +310,19 @@ def _atomic_dir(path:Path, write:Callable[[Path], None]):
         if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/01_models.ipynb #7a950721
+def check_writable(path, what:str='`path`') -> Path:
+    "Refuse, before any work, a folder `path` that cannot be created or written: a file is written and removed in its nearest existing folder."
+    path = probe = Path(path)
+    while not probe.exists(): probe = probe.parent
+    if not probe.is_dir(): raise ValueError(f"{what} {str(path)!r} is not writable ({str(probe)!r} is a file, not a folder).")
+    if not os.access(probe, os.W_OK | os.X_OK): raise ValueError(f"{what} {str(path)!r} is not writable (no write permission on {str(probe)!r}).")
+    try:                                   # permission bits do not tell a read-only or special file system (or root) apart
+        fd, t = tempfile.mkstemp(prefix='.configkd-write-check.', dir=probe); os.close(fd); os.remove(t)
+    except OSError as e:
+        raise ValueError(f"{what} {str(path)!r} is not writable ({str(probe)!r}: {e.strerror}); give a folder on a writable disk.") from None
+    return path
 
 # %% ../nbs/01_models.ipynb #1968b03c
 def atomic_write(path, write:Callable[[str], None], mode:int|None=0o644):

@@ -18,7 +18,7 @@ from fastcore.basics import patch
 
 from .data import GroupedImages, DigitsConfig, spurious_digits, check_images, digits_attr_reader, _whole
 from .models import (pick_device, TrainConfig, get_teacher, get_erm_student, load_model, atomic_write, cli_errors,
-                             remove_stale_tmp,
+                             remove_stale_tmp, check_writable,
                              check_seed, THREADS_ENV, config_key, logits_of)
 from .diffusion import (GuideConfig, PixelDenoiser, config_round, source_ids, round_summary, select_sources, load_diffusion,
                                 committed_diffusion_path, _sampler_schedule, _check_pair)
@@ -279,6 +279,7 @@ def generate_cli(
         _check_generate_args(ratio, n_sources, start_from, shard_size, round, run_seed, seed, threads, data, teacher, size, prompts, diffusion)
         if threads: os.environ[THREADS_ENV] = str(threads)
         if Path(out).exists() and not Path(out).is_dir(): raise ValueError(f"--out {out!r} is a file; give a folder.")
+        check_writable(out, '--out')
         g = GuideConfig(steps=steps, strength=strength, scale=scale, t_min=t_min, bs=shard_size)
         rank, world, dev, barrier = process_group(device)
         def setup():   # cached models may be trained on first use: rank 0 goes first, the others then load them

@@ -233,6 +233,20 @@ def test_cli_refuses_ignored_or_absurd_options(tmp_path, cmd, msg):
     assert not out.exists() and not (tmp_path/'cache').exists()
 
 
+@pytest.mark.skipif(not Path('/proc/self').is_dir(), reason='needs Linux /proc (a file system where nothing can be created)')
+@pytest.mark.parametrize('cmd', [['configkd_generate', '--n_sources', '4', '--quiet'], ['configkd_bench', '--preset', 'tiny', '--seeds', '0', '--quiet'],
+                                 ['configkd_train_diffusion', '--tiny']], ids=['generate', 'bench', 'train_diffusion'])
+def test_cli_refuses_an_out_folder_that_cannot_be_created(tmp_path, cmd):
+    "An --out on a file system where nothing can be created (here /proc, whatever the user's permissions) is refused before any model is built."
+    import os, subprocess
+    r = subprocess.run(cmd + ['--out', '/proc/configkd-out/run'], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'CONFIGKD_CACHE': str(tmp_path/'cache')})
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "'/proc/configkd-out/run' is not writable" in last and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert not (tmp_path/'cache').exists()                       # refused before any model was trained or cached
+
+
 _CONCURRENT_BUILD = r'''
 import sys, time, torch
 from pathlib import Path
