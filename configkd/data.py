@@ -77,7 +77,11 @@ def check_seed_field(cfg) -> None:
 
 # %% ../nbs/00_data.ipynb #275e3f5a
 def _long(v, n, name):
-    t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+    arr = np.asarray(v) if not isinstance(v, torch.Tensor) else None
+    if arr is not None and arr.dtype.kind not in 'biuf':        # strings, objects: class names rather than ids
+        raise TypeError(f"`{name}` must hold integer ids, got {arr.dtype.kind == 'U' and 'strings' or arr.dtype} "
+                        f"(e.g. {arr.reshape(-1)[0].item()!r}); map names to ids first, e.g. `[names.index(v) for v in {name}]`.")
+    t = torch.as_tensor(arr) if arr is not None else v
     if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
         raise ValueError(f"`{name}` holds non-integer values (e.g. {t[(t != t.round()) | ~torch.isfinite(t)][0].item()}): "
                          "give integer ids (class labels, not probabilities; soft labels come from the teacher).")
@@ -372,6 +376,7 @@ def make_split(cfg:DigitsConfig, src:torch.Tensor, a:torch.Tensor, seed_offset:i
 def spurious_digits(cfg:DigitsConfig|None=None, splits:Sequence[str]=SPLITS) -> dict[str, GroupedImages]:
     "Build the Spurious Digits splits named in `splits` (see the table above)."
     cfg = cfg or DigitsConfig()
+    if isinstance(splits, str): raise TypeError(f"`splits` must be a list of split names, e.g. [{splits!r}], got the string {splits!r}.")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown: raise ValueError(f"unknown split name(s) {unknown}; choose from {list(SPLITS)}.")
     masks, digits = raw_digits()

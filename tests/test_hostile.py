@@ -88,6 +88,11 @@ def test_grouped_images_misuse(sets, tmp_path):
     (tmp_path/'f').write_text('x')
     with pytest.raises(NotADirectoryError, match='lies inside .* which is a file'): train.save(tmp_path/'f'/'set.safetensors')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['d', 'f'] and not any((tmp_path/'d').iterdir())
+    with pytest.raises(TypeError, match=r"`y` must hold integer ids, got strings \(e.g. 'cat'\); map names to ids first"):
+        GroupedImages(torch.rand(2, 3, 8, 8), ['cat', 'dog'])
+    with pytest.raises(TypeError, match="`a` must hold integer ids"): GroupedImages(torch.rand(2, 3, 8, 8), [0, 1], a=['red', 'blue'])
+    with pytest.raises(TypeError, match=r"`splits` must be a list of split names, e.g. \['train'\], got the string 'train'"):
+        spurious_digits(splits='train')
 
 @pytest.mark.parametrize('groups,exc,msg', [([1.5], ValueError, '`groups` [1.5] out of range'), (3, TypeError, '`groups` must be a list'),
                                             ('3', TypeError, '`groups` must be a list')])
