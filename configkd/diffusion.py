@@ -575,6 +575,10 @@ def _sampler_schedule(den, g:GuideConfig, img2img:bool):
     return sched, ts
 
 def _check_sample_args(den, teacher, student, cond, seeds, target, g, init):
+    if not (callable(getattr(den, 'eps_x0', None)) and callable(getattr(den, 'check_cond', None))):
+        raise TypeError(f"`den` must be a denoiser (a PixelDenoiser, or a LatentDenoiser for Stable Diffusion), got "
+                        f"{type(den).__name__}; wrap a trained UNet as `PixelDenoiser(unet)`.")
+    if isinstance(seeds, (str, bytes)): raise TypeError(f"`seeds` must be a list of whole numbers (one per sample), got the string {seeds!r}.")
     n = len(seeds)
     cond = den.check_cond(cond, n)
     if g.scale > 0:

@@ -199,6 +199,15 @@ def test_diffusion_state_and_folder_damage(tmp_path):
     with pytest.raises(ValueError, match="holds no 'diffusion' settings"): load_diffusion(tmp_path/'m')
 
 
+def test_sampler_refuses_a_non_denoiser_and_string_seeds():
+    "`guided_sample` with `den` forgotten (None) or a bare module, or seeds as a string: a TypeError that says what to pass."
+    for den in (None, torch.nn.Linear(2, 2)):
+        with pytest.raises(TypeError, match=r"`den` must be a denoiser \(a PixelDenoiser, or a LatentDenoiser.*PixelDenoiser\(unet\)"):
+            guided_sample(den, None, None, [0], [0])
+    den = PixelDenoiser(make_unet(DiffusionConfig.tiny(size=8, channels=(8, 8), norm_groups=4, n_classes=2)))
+    with pytest.raises(TypeError, match="`seeds` must be a list of whole numbers .* got the string '012'"): guided_sample(den, None, None, [0, 1, 0], '012')
+
+
 # -- distillation and TAB
 def test_distiller_resume_refuses_other_data_and_other_student(sets, teacher, tmp_path):
     train, test = sets
