@@ -39,7 +39,6 @@ def kd_loss_per_sample(student_logits:torch.Tensor,  # (B, K)
     return (T * T) * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
 
 # %% ../nbs/06_hybrid_tab.ipynb #798aff49
-# one cell: TabConfig and kd_fit, the KD loop TAB's helper and final student share
 @dataclass
 class TabConfig:
     "Settings of TAB's helper and final KD runs (optimiser as in `DistillConfig`)."
@@ -74,6 +73,7 @@ class TabConfig:
         "The same optimiser settings as a `DistillConfig`."
         return cls(**{**dict(epochs=cfg.epochs, lr=cfg.lr, bs=cfg.bs, wd=cfg.wd, T=cfg.T, seed=cfg.seed), **kw})
 
+# %% ../nbs/06_hybrid_tab.ipynb #b94a9f50
 @dataclass
 class KDRun:
     "A finished `kd_fit`: the student, one history row per epoch, and the loss histories when recorded."
@@ -91,6 +91,19 @@ def _epoch_indices(sampler, ep:int, n:int, seed:int, k:int|None=None) -> torch.T
     if idx.min() < 0 or idx.max() >= n: raise ValueError(f"the sampler gave indices outside [0, {n}) for epoch {ep}.")
     return idx
 
+def _check_kd_inputs(ds:GroupedImages, tl:torch.Tensor, sampler, epochs):
+    "Refuse, before training, an empty set, broken or misshapen teacher logits and a sampler too short for `epochs`."
+    n = len(ds)
+    if n == 0: raise ValueError("`ds` is empty: nothing to distil.")
+    bad = ~torch.isfinite(tl).all(-1)
+    if bad.any(): raise ValueError(f"`teacher_logits` holds NaN or inf for {int(bad.sum())} of {n} images (e.g. row {int(bad.nonzero()[0])}): "
+                                   "the teacher's predictions are broken; recompute them with a working teacher.")
+    if tl.shape != (n, ds.n_classes):
+        raise ValueError(f"`teacher_logits` must be (N, K) = ({n}, {ds.n_classes}) to match `ds`, got {tuple(tl.shape)}.")
+    if sampler is not None and not callable(sampler) and len(sampler) < epochs:
+        raise ValueError(f"`sampler` holds {len(sampler)} index lists for {epochs} epochs; give one per epoch.")
+
+# %% ../nbs/06_hybrid_tab.ipynb #2e1c336e
 @fixed_threads()
 def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logits aligned with `ds`
            cfg:TabConfig|None=None,
@@ -103,16 +116,8 @@ def kd_fit(ds:GroupedImages, teacher_logits:torch.Tensor,  # (N, K) teacher logi
     cfg = cfg or TabConfig()
     epochs = cfg.epochs if epochs is None else epochs
     if not (_whole(epochs) and epochs >= 1): raise ValueError(f"`epochs` must be a whole number >= 1 (or None: `cfg.epochs`), got {epochs!r}.")
-    n = len(ds)
-    if n == 0: raise ValueError("`ds` is empty: nothing to distil.")
-    tl = torch.as_tensor(teacher_logits).float().cpu()
-    bad = ~torch.isfinite(tl).all(-1)
-    if bad.any(): raise ValueError(f"`teacher_logits` holds NaN or inf for {int(bad.sum())} of {n} images (e.g. row {int(bad.nonzero()[0])}): "
-                                   "the teacher's predictions are broken; recompute them with a working teacher.")
-    if tl.shape != (n, ds.n_classes):
-        raise ValueError(f"`teacher_logits` must be (N, K) = ({n}, {ds.n_classes}) to match `ds`, got {tuple(tl.shape)}.")
-    if sampler is not None and not callable(sampler) and len(sampler) < epochs:
-        raise ValueError(f"`sampler` holds {len(sampler)} index lists for {epochs} epochs; give one per epoch.")
+    n, tl = len(ds), torch.as_tensor(teacher_logits).float().cpu()
+    _check_kd_inputs(ds, tl, sampler, epochs)
     device = pick_device(device)
     seed_everything(cfg.seed)
     student = build_model(make_model, ds.n_classes).to(device)
