@@ -410,6 +410,9 @@ def bench_cli(preset:str='default',                       # tiny, default or gpu
         data = DigitsConfig(task=task, cue=cue, minority_frac=minority_frac, pool_skew=pool_skew, size=size, seed=data_seed)
         bc = BenchConfig(preset, seeds, methods, data, device, workers)
         out = check_out(out)
+        if preset == 'gpu' and pick_device(device).type == 'cpu':
+            print("configkd_bench: note: the gpu preset is sized for a GPU; on this CPU it takes many times as long as "
+                  "--preset default.", file=sys.stderr, flush=True)
         t0 = time.time()
         rows = run_benchmark(bc, out, progress=not quiet)
         paths = save_results(rows, out, prepare(bc, progress=False))      # models load from the cache now

@@ -175,3 +175,17 @@ def test_a_killed_study_leaves_no_worker_behind(tmp_path):
         time.sleep(0.5)
     else:
         os.kill(child, signal.SIGKILL); raise AssertionError('the worker outlived its killed parent by 20 s')
+
+
+def test_gpu_preset_on_a_cpu_says_so(tmp_path):
+    "`--preset gpu` without a GPU still runs (the user asked for it) but says first that it is sized for a GPU; other presets say nothing."
+    import os, subprocess
+    env = {**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'CONFIGKD_CACHE': str(tmp_path/'cache')}
+    err = {}
+    for preset in ('gpu', 'tiny'):
+        r = subprocess.run(['configkd_bench', '--preset', preset, '--seeds', '0', '--methods', 'teacher', '--out', str(tmp_path/preset), '--quiet'],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        err[preset] = r.stderr
+    assert 'configkd_bench: note: the gpu preset is sized for a GPU' in err['gpu']
+    assert 'gpu preset' not in err['tiny']
