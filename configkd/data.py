@@ -79,7 +79,8 @@ def check_seed_field(cfg) -> None:
 def _long(v, n, name):
     arr = np.asarray(v) if not isinstance(v, torch.Tensor) else None
     if arr is not None and arr.dtype.kind not in 'biuf':        # strings, objects: class names rather than ids
-        raise TypeError(f"`{name}` must hold integer ids, got {arr.dtype.kind == 'U' and 'strings' or arr.dtype} "
+        what = 'strings' if arr.dtype.kind in 'US' else f'{arr.dtype} values'
+        raise TypeError(f"`{name}` must hold integer ids, got {what} "
                         f"(e.g. {arr.reshape(-1)[0].item()!r}); map names to ids first, e.g. `[names.index(v) for v in {name}]`.")
     t = torch.as_tensor(arr) if arr is not None else v
     if t.is_floating_point() and (not torch.isfinite(t).all() or (t != t.round()).any()):
