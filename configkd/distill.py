@@ -390,8 +390,7 @@ def _round(self:Distiller, st, r:int):
                          'pool_unknown': 0 if pool is None else int((pool.a < 0).sum()), **info})
 
 # %% ../nbs/05_distill.ipynb #1af8dac2
-# one cell: checkpoint save and load and the run loop must agree on what a checkpoint holds
-_SET = ('data', 'y', 'a', 'cls', 'src')
+_SET = ('data', 'y', 'a', 'cls', 'src')      # the tensors of a GroupedImages that a checkpoint stores
 
 def data_id(ds:GroupedImages) -> str:
     "A short fingerprint of a training set (size, shape, labels, attributes, sources, 64 evenly spaced images): a resumed run must see the same data."
@@ -400,6 +399,7 @@ def data_id(ds:GroupedImages) -> str:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
+# %% ../nbs/05_distill.ipynb #4c10a06c
 @patch
 def _save(self:Distiller, st):
     if self.ckpt is None: return
@@ -432,6 +432,7 @@ def _load(self:Distiller):
     return dict(epoch=d['epoch'], student=student, opt=opt, real=mk(d['real']), real_logits=d['real_logits'],
                 pool=mk(d['pool']), pool_logits=d['pool_logits'], history=d['history'], rounds=d['rounds'], best=d.get('best'))
 
+# %% ../nbs/05_distill.ipynb #f612a4d4
 @patch
 @fixed_threads()
 def run(self:Distiller, stop_after:int|None=None):
