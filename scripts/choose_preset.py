@@ -6,7 +6,9 @@ for every method in it (images seen and SGD steps are the same for all rows: 24 
 pool). Runs are cached (`cached_run_method`), so a second call prints at once. The test split is never read.
 
     python scripts/choose_preset.py            # about 30 CPU minutes from an empty cache (36 runs)
+    python scripts/choose_preset.py --variants # the two best ratios on dev of the benchmark's two variants (12 runs)
 """
+import argparse
 from dataclasses import replace
 from configkd.data import DigitsConfig, spurious_digits, digits_attr_reader
 from configkd.models import get_teacher
@@ -28,25 +30,37 @@ ROWS = [  # (name, method, distiller overrides, sampler overrides)
     ('unguided img2img, period 4, 5 rounds, ratio 0.3', 'kd_unguided', dict(ratio=0.3, rounds=5, period=4), {}),
     ('unguided img2img, period 4, 5 rounds, ratio 0.5', 'kd_unguided', dict(ratio=0.5, rounds=5, period=4), {}),
 ]
+VARIANTS = {'pool_skew 0.9': dict(pool_skew=0.9), 'minority_frac 0.02': dict(pool_skew=BENCH_POOL_SKEW, minority_frac=0.02)}
+VARIANT_ROWS = [r for r in ROWS if r[1] == 'kd_config' and r[0] in ('period 4, 5 rounds, ratio 0.3', 'period 4, 5 rounds, ratio 0.5')]
 
 
-def main():
-    dc = DigitsConfig(pool_skew=BENCH_POOL_SKEW)
+def study(dc, rows, label=''):
+    "Print each row's dev worst group on seeds 0-2 for Spurious Digits `dc`, then the table."
     teacher, checker = get_teacher(dc, progress=False), get_digit_checker(dc, progress=False)
     data = spurious_digits(dc, splits=('train', 'val', 'test', 'dev'))
     den = PixelDenoiser(get_diffusion(DiffusionConfig(), dc, progress=False))
     out = {}
-    for name, method, kc, kg in ROWS:
+    for name, method, kc, kg in rows:
         for seed in (0, 1, 2):
             cfg = DistillConfig(**{**BASE, **kc}, seed=seed)
             d = cached_run_method(method, teacher, data, den, cfg, replace(GuideConfig(steps=10), **kg), dc, checker,
                                   progress=False, attr_fn=digits_attr_reader(dc))
             out[(name, f'seed {seed}')] = final_metrics(d, data['dev'])['wga']
-        print(f"{name}: {[round(out[(name, f'seed {s}')], 3) for s in (0, 1, 2)]}", flush=True)
-    print('\n| dev worst-group (γ = 2 unless stated) | method | seed 0 | seed 1 | seed 2 | mean |\n|---|---|---|---|---|---|')
-    for name, method, *_ in ROWS:
+        print(f"{label}{name}: {[round(out[(name, f'seed {s}')], 3) for s in (0, 1, 2)]}", flush=True)
+    print(f'\n| dev worst-group{label and " (" + label.strip(": ") + ")"} (γ = 2 unless stated) | method | seed 0 | seed 1 | seed 2 | mean |\n|---|---|---|---|---|---|')
+    for name, method, *_ in rows:
         w = [out[(name, f'seed {s}')] for s in (0, 1, 2)]
         print(f"| {name.replace('unguided img2img, ', '')} | {method} | " + ' | '.join(f'{v:.3f}' for v in w) + f" | {sum(w) / 3:.3f} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--variants', action='store_true', help="the two best ratios on the benchmark's two variants instead")
+    a = ap.parse_args(argv)
+    if not a.variants: return study(DigitsConfig(pool_skew=BENCH_POOL_SKEW), ROWS)
+    for name, kv in VARIANTS.items():
+        study(DigitsConfig(**kv), VARIANT_ROWS, f'{name}: ')
+        print()
 
 
 if __name__ == '__main__':
