@@ -34,20 +34,20 @@ VARIANTS = {'pool_skew 0.9': dict(pool_skew=0.9), 'minority_frac 0.02': dict(poo
 VARIANT_ROWS = [r for r in ROWS if r[1] == 'kd_config' and r[0] in ('period 4, 5 rounds, ratio 0.3', 'period 4, 5 rounds, ratio 0.5')]
 
 
-def study(dc, rows, label=''):
+def study(dc, rows, variant=None):
     "Print each row's dev worst group on seeds 0-2 for Spurious Digits `dc`, then the table."
     teacher, checker = get_teacher(dc, progress=False), get_digit_checker(dc, progress=False)
     data = spurious_digits(dc, splits=('train', 'val', 'test', 'dev'))
     den = PixelDenoiser(get_diffusion(DiffusionConfig(), dc, progress=False))
-    out = {}
+    out, prefix, where = {}, f'{variant}: ' if variant else '', f' ({variant})' if variant else ''
     for name, method, kc, kg in rows:
         for seed in (0, 1, 2):
             cfg = DistillConfig(**{**BASE, **kc}, seed=seed)
             d = cached_run_method(method, teacher, data, den, cfg, replace(GuideConfig(steps=10), **kg), dc, checker,
                                   progress=False, attr_fn=digits_attr_reader(dc))
             out[(name, f'seed {seed}')] = final_metrics(d, data['dev'])['wga']
-        print(f"{label}{name}: {[round(out[(name, f'seed {s}')], 3) for s in (0, 1, 2)]}", flush=True)
-    print(f'\n| dev worst-group{label and " (" + label.strip(": ") + ")"} (γ = 2 unless stated) | method | seed 0 | seed 1 | seed 2 | mean |\n|---|---|---|---|---|---|')
+        print(f"{prefix}{name}: {[round(out[(name, f'seed {s}')], 3) for s in (0, 1, 2)]}", flush=True)
+    print(f'\n| dev worst-group{where} (γ = 2 unless stated) | method | seed 0 | seed 1 | seed 2 | mean |\n|---|---|---|---|---|---|')
     for name, method, *_ in rows:
         w = [out[(name, f'seed {s}')] for s in (0, 1, 2)]
         print(f"| {name.replace('unguided img2img, ', '')} | {method} | " + ' | '.join(f'{v:.3f}' for v in w) + f" | {sum(w) / 3:.3f} |")
@@ -59,7 +59,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.variants: return study(DigitsConfig(pool_skew=BENCH_POOL_SKEW), ROWS)
     for name, kv in VARIANTS.items():
-        study(DigitsConfig(**kv), VARIANT_ROWS, f'{name}: ')
+        study(DigitsConfig(**kv), VARIANT_ROWS, name)
         print()
 
 
