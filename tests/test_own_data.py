@@ -271,7 +271,7 @@ def test_readme_own_data_snippet_runs(tmp_path, monkeypatch):
     sec = readme.split('## Use it on your own data', 1)[1]
     code = re.search(r'```python\n(.*?)```', sec, re.S).group(1)
     cuts = {'DiffusionConfig.for_data(train)': "DiffusionConfig.for_data(train, channels=(16, 32, 32), steps=20, bs=16, warmup=2)",
-            'DistillConfig(epochs=24, period=4, rounds=5, ratio=0.3)': 'DistillConfig(epochs=2, period=1, rounds=1, bs=16)',
+            'DistillConfig(epochs=24, period=4, rounds=5, ratio=0.5)': 'DistillConfig(epochs=2, period=1, rounds=1, bs=16)',
             'GuideConfig(steps=10)': 'GuideConfig(steps=3)',
             'TabConfig()': 'TabConfig.tiny()'}
     for old, new in cuts.items():
