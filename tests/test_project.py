@@ -69,14 +69,18 @@ def test_cpu_speed_factor_scales_the_notebook_budgets():
     sh = (root/'scripts'/'test.sh').read_text()
     assert 'cpu_speed.py --factor' in sh and "budget.get(m.group(1), 150) * f" in sh
 
-def test_choose_preset_variant_rows_are_the_two_compared_ratios():
-    "`choose_preset.py --variants` compares the default ratio (0.5) with the earlier 0.3 at the default schedule; a renamed row must not silently drop one."
+def test_choose_preset_variant_rows_are_the_compared_settings():
+    "`choose_preset.py --variants` compares the default preset with ratio 0.3, γ = 1 and no paired reconstructions at the default schedule; a renamed row must not silently drop one."
     import importlib.util
     from configkd.distill import PRESETS
     spec = importlib.util.spec_from_file_location('choose_preset', ROOT/'scripts'/'choose_preset.py')
     cp = importlib.util.module_from_spec(spec); spec.loader.exec_module(cp)
+    assert [r[0] for r in cp.VARIANT_ROWS] == list(cp.VARIANT_NAMES)
     cfgs = [{**cp.BASE, **kc} for _, _, kc, _ in cp.VARIANT_ROWS]
     default = PRESETS['default'][0]
-    assert [c['ratio'] for c in cfgs] == [0.3, 0.5] and default['ratio'] in (0.3, 0.5)
     assert all(c[k] == default[k] for c in cfgs for k in ('epochs', 'period', 'rounds'))
+    plain = [c for c, (_, _, kc, kg) in zip(cfgs, cp.VARIANT_ROWS) if not kg and 'pair_recon' not in kc]
+    assert sorted(c['ratio'] for c in plain) == [0.3, 0.5] and default['ratio'] in (0.3, 0.5)   # the default's row is one of them
+    assert [kg for *_, kg in cp.VARIANT_ROWS if kg] == [dict(gamma=1.0)]
+    assert [kc.get('pair_recon') for _, _, kc, _ in cp.VARIANT_ROWS if 'pair_recon' in kc] == [False]
     with pytest.raises(SystemExit): cp.main(['--no-such-flag'])
