@@ -508,7 +508,7 @@ def final_metrics(d:Distiller, ds:GroupedImages) -> dict:
 # one cell: presets and the cache keys of runs made with them
 PRESETS = {   # distiller and sampler settings per preset (TAB's follow the distiller's: notebook 06)
     'tiny': (dict(epochs=9, period=2, rounds=3), dict(steps=6)),
-    'default': (dict(epochs=24, period=4, rounds=5, ratio=0.5), dict(steps=10)),   # chosen on dev: section Ablations
+    'default': (dict(epochs=24, period=4, rounds=5, ratio=0.5), dict(steps=10, gamma=1.0)),   # chosen on dev: section Ablations
     'gpu': (dict(epochs=60, period=5, rounds=10), dict(steps=20)),
 }
 DISTILL_CACHE_VERSION = 2
